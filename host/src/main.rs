@@ -1,1 +1,7 @@
-fn main() {}
+//! The `postgate` binary: every subcommand lives in the library's `cli` module.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    postgate::cli::run()
+}

@@ -1,0 +1,176 @@
+//! `postgate gate build`: gate crates into WebAssembly components.
+//!
+//! A gate is a crate in a directory under `--dir` (by default `gates/`) with a
+//! `cdylib` target. All named gates are built by one `cargo build` for
+//! `wasm32-wasip2` in the `gate` profile, with paths remapped so that the
+//! digest depends on the source and the pinned toolchain, not on where the
+//! checkout lives. Each component is copied to `--out/NAME.wasm`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, anyhow};
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+
+use super::{CliError, Exit, internal, invalid};
+
+/// The target gates are built for.
+pub const GATE_TARGET: &str = "wasm32-wasip2";
+
+/// Arguments of `postgate gate build`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The gates to build, by directory name; all gates in `--dir` when none is named.
+    names: Vec<String>,
+    /// The directory holding one crate per gate.
+    #[arg(long, default_value = "gates")]
+    dir: PathBuf,
+    /// Where the built components go, as NAME.wasm.
+    #[arg(long, default_value = "target/gates")]
+    out: PathBuf,
+}
+
+/// A gate that was built.
+pub struct Built {
+    /// The gate's directory name.
+    pub name: String,
+    /// The component file.
+    pub path: PathBuf,
+    /// Its sha256, lowercase hex.
+    pub digest: String,
+    /// Its size in bytes.
+    pub size: usize,
+}
+
+/// Builds the gates and prints name, digest and size of each.
+pub fn run(args: Args) -> Result<Exit, CliError> {
+    for built in build(&args.names, &args.dir, &args.out)? {
+        println!("{:<18} sha256:{}  {:>7} bytes  {}", built.name, built.digest, built.size, built.path.display());
+    }
+    Ok(Exit::Success)
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    packages: Vec<Package>,
+    target_directory: PathBuf,
+    workspace_root: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct Package {
+    name: String,
+    manifest_path: PathBuf,
+    targets: Vec<Target>,
+}
+
+#[derive(Deserialize)]
+struct Target {
+    name: String,
+    crate_types: Vec<String>,
+}
+
+/// Builds the named gates (all in `dir` when `names` is empty) into `out`.
+pub fn build(names: &[String], dir: &Path, out: &Path) -> Result<Vec<Built>, CliError> {
+    let metadata = metadata(dir)?;
+    let dir = dir.canonicalize().map_err(|err| invalid(anyhow!("gate directory `{}`: {err}", dir.display())))?;
+    let gates = gate_crates(&metadata, &dir);
+    let selected: Vec<(&String, &Package, &Target)> = if names.is_empty() {
+        gates.iter().map(|(n, p, t)| (n, *p, *t)).collect()
+    } else {
+        names
+            .iter()
+            .map(|name| {
+                gates.iter().find(|(n, ..)| n == name).map(|(n, p, t)| (n, *p, *t)).ok_or_else(|| {
+                    let known: Vec<&str> = gates.iter().map(|(n, ..)| n.as_str()).collect();
+                    invalid(anyhow!("no gate `{name}` in `{}`; gates there: {}", dir.display(), known.join(", ")))
+                })
+            })
+            .collect::<Result<_, _>>()?
+    };
+    if selected.is_empty() {
+        return Err(invalid(anyhow!("no gate crates (with a cdylib target) in `{}`", dir.display())));
+    }
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cargo.current_dir(&dir).args(["build", "--quiet", "--profile", "gate", "--target", GATE_TARGET]);
+    for (_, package, _) in &selected {
+        cargo.args(["-p", &package.name]);
+    }
+    cargo.env("CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS", rustflags(&metadata.workspace_root));
+    let status = cargo.status().map_err(|err| internal(anyhow!("cannot run cargo: {err}")))?;
+    if !status.success() {
+        return Err(invalid(anyhow!("cargo could not build the gates ({status})")));
+    }
+    std::fs::create_dir_all(out).map_err(|err| internal(anyhow!("cannot create `{}`: {err}", out.display())))?;
+    let artifacts = metadata.target_directory.join(GATE_TARGET).join("gate");
+    selected
+        .into_iter()
+        .map(|(name, _, target)| {
+            let built = artifacts.join(format!("{}.wasm", target.name.replace('-', "_")));
+            let path = out.join(format!("{name}.wasm"));
+            let bytes = std::fs::read(&built).with_context(|| format!("cannot read `{}`", built.display())).map_err(internal)?;
+            std::fs::write(&path, &bytes).with_context(|| format!("cannot write `{}`", path.display())).map_err(internal)?;
+            Ok(Built { name: name.clone(), path, digest: hex::encode(Sha256::digest(&bytes)), size: bytes.len() })
+        })
+        .collect()
+}
+
+/// Flags for reproducible, lean gates: source paths remapped to fixed
+/// prefixes, and a 64 KiB shadow stack instead of Rust's 1 MiB, which every
+/// fresh instance would otherwise carry.
+fn rustflags(workspace_root: &Path) -> String {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
+        .unwrap_or_default();
+    [
+        format!("--remap-path-prefix={}=/postgate", workspace_root.display()),
+        format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
+        "-Clink-arg=-zstack-size=65536".to_owned(),
+    ]
+    .join(" ")
+}
+
+fn metadata(dir: &Path) -> Result<Metadata, CliError> {
+    let output = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .current_dir(dir)
+        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+        .output()
+        .map_err(|err| internal(anyhow!("cannot run cargo: {err}")))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        return Err(invalid(anyhow!("cargo metadata failed in `{}`: {}", dir.display(), stderr.trim())));
+    }
+    serde_json::from_slice(&output.stdout).map_err(|err| internal(anyhow!("cannot read cargo metadata: {err}")))
+}
+
+/// `(gate name, package, cdylib target)` of each crate directly under `dir`.
+fn gate_crates<'m>(metadata: &'m Metadata, dir: &Path) -> Vec<(String, &'m Package, &'m Target)> {
+    let mut gates: Vec<_> = metadata
+        .packages
+        .iter()
+        .filter_map(|package| {
+            let crate_dir = package.manifest_path.parent()?;
+            if crate_dir.parent()? != dir {
+                return None;
+            }
+            let target = package.targets.iter().find(|t| t.crate_types.iter().any(|c| c == "cdylib"))?;
+            Some((crate_dir.file_name()?.to_string_lossy().into_owned(), package, target))
+        })
+        .collect();
+    gates.sort_by(|a, b| a.0.cmp(&b.0));
+    gates
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rustflags_remap_the_checkout() {
+        let flags = rustflags(Path::new("/somewhere/checkout"));
+        assert!(flags.contains("--remap-path-prefix=/somewhere/checkout=/postgate"), "{flags}");
+        assert!(flags.contains("stack-size=65536"), "{flags}");
+    }
+}

@@ -1,0 +1,337 @@
+//! One gate: loading it (digest, compile, contract check, config check) and
+//! running it once in a fresh sandbox.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{ResourceLimiter, Store, Trap};
+
+use super::bindings::{self, ConfigEntry, Request, SafetyGate, SafetyGatePre};
+use super::cache::Origin;
+use super::chain::GateResult;
+use super::runtime::{EPOCH_TICK, Runtime};
+use super::GATE_ERROR;
+use crate::model::Outcome;
+use crate::policy::{FailureMode, GateSpec, Limits};
+
+/// The interface a component must export to be a gate.
+const GATE_INTERFACE: &str = "postgate:gate/gate@0.1.0";
+
+/// Imports a gate may carry because they grant nothing: the contract's own
+/// `types` interface (types only, no functions), and what a Rust
+/// `wasm32-wasip2` guest carries from its standard library (stdio, exit,
+/// environment, streams), which is linked as traps: calling one fails the
+/// gate. Any other import is refused at load.
+const INERT_IMPORT_PREFIXES: [&str; 3] = ["postgate:gate/types@0.1.", "wasi:cli/", "wasi:io/"];
+
+/// Fuel granted to `describe` and `validate-config` at load time.
+const LOAD_FUEL: u64 = 10_000_000;
+
+/// Verdict bounds: a gate explains itself, it does not ship payloads.
+const MAX_CODE_BYTES: usize = 64;
+const MAX_MESSAGE_BYTES: usize = 1024;
+const MAX_EVIDENCE: usize = 32;
+const MAX_EVIDENCE_VALUE_BYTES: usize = 512;
+
+/// Why a gate could not be loaded. Any of these refuses a policy at load time.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GateLoadError {
+    /// The component file could not be read.
+    #[error("cannot read component `{path}`: {message}")]
+    Read {
+        /// The component path.
+        path: String,
+        /// The I/O failure.
+        message: String,
+    },
+    /// The policy pins no digest for the gate.
+    #[error("no sha256 pin (the component is {found}); run `postgate policy lock` to pin it")]
+    Unpinned {
+        /// The component's actual digest.
+        found: String,
+    },
+    /// The component is not the one the policy pinned.
+    #[error("digest mismatch: the policy pins {pinned}, the component is {found}")]
+    DigestMismatch {
+        /// The pinned digest.
+        pinned: String,
+        /// The actual digest.
+        found: String,
+    },
+    /// The file is not a valid WebAssembly component.
+    #[error("not a valid WebAssembly component: {0}")]
+    Invalid(String),
+    /// The component imports something postgate never grants.
+    #[error("imports `{0}`, a capability postgate never grants to gates")]
+    ForbiddenImport(String),
+    /// The component does not export the gate contract.
+    #[error("does not implement `{GATE_INTERFACE}`: {0}")]
+    NotAGate(String),
+    /// The component failed while describing itself or checking its config.
+    #[error("failed while loading: {0}")]
+    Failed(String),
+    /// The gate refused its configuration.
+    #[error("refused its configuration: {0}")]
+    InvalidConfig(String),
+}
+
+/// What `postgate gate inspect` shows of a component.
+#[derive(Debug, Serialize)]
+pub struct Inspection {
+    /// sha256 of the file, lowercase hex.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: usize,
+    /// Whether it implements the gate contract, or why not.
+    pub gate_contract: Result<(), String>,
+    /// The component's exports, by name.
+    pub exports: Vec<String>,
+    /// The component's imports, by name.
+    pub imports: Vec<String>,
+    /// The gate's description of itself, when it is a gate.
+    pub description: Option<Description>,
+}
+
+/// A gate's description of itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct Description {
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// What it checks.
+    pub summary: String,
+}
+
+/// What a gate's store holds: its memory cap, and whether the cap was hit.
+struct GateState {
+    memory_cap: usize,
+    memory_refused: Option<usize>,
+}
+
+impl ResourceLimiter for GateState {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            self.memory_refused = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // A gate's function table is fixed at link time; growth means abuse.
+        Ok(desired <= 10_000)
+    }
+}
+
+/// A compiled, pre-linked gate, ready to instantiate per decision.
+pub(crate) struct LoadedGate {
+    pub(crate) spec: GateSpec,
+    pub(crate) digest: String,
+    pub(crate) size: usize,
+    pub(crate) description: Description,
+    pub(crate) origin: Origin,
+    config: Vec<ConfigEntry>,
+    pre: SafetyGatePre<GateState>,
+}
+
+impl LoadedGate {
+    /// Reads, verifies, compiles and checks the gate `spec` names.
+    pub(crate) fn load(runtime: &Runtime, spec: &GateSpec) -> Result<Self, GateLoadError> {
+        let bytes = std::fs::read(&spec.component).map_err(|err| GateLoadError::Read {
+            path: spec.component.display().to_string(),
+            message: err.to_string(),
+        })?;
+        let digest = hex::encode(Sha256::digest(&bytes));
+        match &spec.sha256 {
+            None => return Err(GateLoadError::Unpinned { found: digest }),
+            Some(pinned) if *pinned != digest => {
+                return Err(GateLoadError::DigestMismatch { pinned: pinned.clone(), found: digest });
+            }
+            Some(_) => {}
+        }
+        let (component, origin) = runtime.compile(&digest, &bytes).map_err(|err| GateLoadError::Invalid(format!("{err:#}")))?;
+        let pre = link(runtime.engine(), &component)?;
+        let config = bindings::config_entries(&spec.config);
+        let mut store = sandbox(runtime.engine(), &spec.limits, LOAD_FUEL);
+        let gate = pre.instantiate(&mut store).map_err(|err| GateLoadError::Failed(failure(&store, &spec.limits, &err)))?;
+        let description = describe(&gate, &mut store).map_err(|err| GateLoadError::Failed(failure(&store, &spec.limits, &err)))?;
+        gate.postgate_gate_gate()
+            .call_validate_config(&mut store, &config)
+            .map_err(|err| GateLoadError::Failed(failure(&store, &spec.limits, &err)))?
+            .map_err(GateLoadError::InvalidConfig)?;
+        Ok(Self { spec: spec.clone(), digest, size: bytes.len(), description, origin, config, pre })
+    }
+
+    /// Runs the gate on one request in a fresh instance, within its limits.
+    /// Every failure becomes a `gate_error` verdict per the gate's failure mode.
+    pub(crate) fn evaluate(&self, engine: &wasmtime::Engine, request: &Request) -> GateResult {
+        let started = Instant::now();
+        let limits = &self.spec.limits;
+        let mut store = sandbox(engine, limits, limits.fuel);
+        let verdict = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|gate| gate.postgate_gate_gate().call_evaluate(&mut store, &self.config, request))
+            .map_err(|err| failure(&store, limits, &err))
+            .and_then(|verdict| check_verdict(&verdict).map(|()| verdict));
+        let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let fuel = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let mut result = GateResult {
+            gate: self.spec.name.clone(),
+            version: self.description.version.clone(),
+            digest: self.digest.clone(),
+            outcome: Outcome::Deny,
+            code: GATE_ERROR.into(),
+            message: String::new(),
+            evidence: Vec::new(),
+            duration_us,
+            fuel,
+            error: None,
+            failed_open: false,
+        };
+        match verdict {
+            Ok(verdict) => {
+                result.outcome = verdict.outcome.into();
+                result.code = verdict.code;
+                result.message = verdict.message;
+                result.evidence = verdict.evidence.into_iter().map(|e| (e.key, e.value)).collect();
+            }
+            Err(error) => {
+                result.failed_open = self.spec.on_error == FailureMode::Allow;
+                if result.failed_open {
+                    result.outcome = Outcome::Allow;
+                    result.message = format!("gate `{}` failed and is configured to fail open: {error}", self.spec.name);
+                } else {
+                    result.message = format!("gate `{}` failed, so it denies: {error}", self.spec.name);
+                }
+                result.error = Some(error);
+            }
+        }
+        result
+    }
+
+    /// The verdict of a gate that could not be loaded: always deny.
+    pub(crate) fn broken(spec: &GateSpec, error: &GateLoadError) -> GateResult {
+        GateResult {
+            gate: spec.name.clone(),
+            version: String::new(),
+            digest: spec.sha256.clone().unwrap_or_default(),
+            outcome: Outcome::Deny,
+            code: GATE_ERROR.into(),
+            message: format!("gate `{}` could not be loaded, so it denies: {error}", spec.name),
+            evidence: Vec::new(),
+            duration_us: 0,
+            fuel: 0,
+            error: Some(error.to_string()),
+            failed_open: false,
+        }
+    }
+}
+
+/// A fresh store for one gate run: its own memory cap, fuel and deadline.
+fn sandbox(engine: &wasmtime::Engine, limits: &Limits, fuel: u64) -> Store<GateState> {
+    let state = GateState { memory_cap: (limits.memory_mib as usize) << 20, memory_refused: None };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| state);
+    // Fuel metering is enabled on the engine, so setting it cannot fail.
+    let _ = store.set_fuel(fuel);
+    let tick_ms = u64::try_from(EPOCH_TICK.as_millis()).unwrap_or(1).max(1);
+    store.set_epoch_deadline(u64::from(limits.deadline_ms).div_ceil(tick_ms));
+    store
+}
+
+/// Links a component with no capability and checks it exports the gate contract.
+fn link(engine: &wasmtime::Engine, component: &Component) -> Result<SafetyGatePre<GateState>, GateLoadError> {
+    let ty = component.component_type();
+    if let Some((name, _)) = ty.imports(engine).find(|(name, _)| !INERT_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p))) {
+        return Err(GateLoadError::ForbiddenImport(name.to_owned()));
+    }
+    if !ty.exports(engine).any(|(name, _)| name == GATE_INTERFACE) {
+        let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+        return Err(GateLoadError::NotAGate(format!("it exports {}", list_or_nothing(&exports))));
+    }
+    let mut linker = Linker::new(engine);
+    linker.define_unknown_imports_as_traps(component).map_err(|err| GateLoadError::Invalid(format!("{err:#}")))?;
+    let pre = linker.instantiate_pre(component).map_err(|err| GateLoadError::NotAGate(format!("{err:#}")))?;
+    SafetyGatePre::new(pre).map_err(|err| GateLoadError::NotAGate(format!("{err:#}")))
+}
+
+fn list_or_nothing(names: &[&str]) -> String {
+    if names.is_empty() { "nothing".into() } else { names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ") }
+}
+
+fn describe(gate: &SafetyGate, store: &mut Store<GateState>) -> wasmtime::Result<Description> {
+    let description = gate.postgate_gate_gate().call_describe(store)?;
+    Ok(Description { name: description.name, version: description.version, summary: description.summary })
+}
+
+/// One line saying why a gate run failed, without wasm backtraces.
+fn failure(store: &Store<GateState>, limits: &Limits, err: &wasmtime::Error) -> String {
+    if let Some(desired) = store.data().memory_refused {
+        return format!("memory limit of {} MiB exceeded (it asked for {desired} bytes)", limits.memory_mib);
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => format!("deadline of {} ms exceeded", limits.deadline_ms),
+        Some(Trap::OutOfFuel) => format!("fuel limit of {} exhausted", limits.fuel),
+        Some(trap) => format!("trapped: {trap}"),
+        None => format!("{}", err.root_cause()),
+    }
+}
+
+/// Refuses verdicts a well-behaved gate never returns: bad codes, oversized text.
+fn check_verdict(verdict: &bindings::Verdict) -> Result<(), String> {
+    let is_code = |s: &str| {
+        s.len() <= MAX_CODE_BYTES
+            && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    };
+    if !is_code(&verdict.code) {
+        let shown: String = verdict.code.chars().take(MAX_CODE_BYTES).collect();
+        return Err(format!("malformed verdict: code `{shown}` is not lowercase snake_case of at most {MAX_CODE_BYTES} bytes"));
+    }
+    if verdict.code == GATE_ERROR {
+        return Err(format!("malformed verdict: code `{GATE_ERROR}` is reserved for the host"));
+    }
+    if verdict.message.len() > MAX_MESSAGE_BYTES {
+        return Err(format!("malformed verdict: message is {} bytes, the limit is {MAX_MESSAGE_BYTES}", verdict.message.len()));
+    }
+    if verdict.evidence.len() > MAX_EVIDENCE {
+        return Err(format!("malformed verdict: {} evidence entries, the limit is {MAX_EVIDENCE}", verdict.evidence.len()));
+    }
+    if let Some(bad) = verdict.evidence.iter().find(|e| !is_code(&e.key) || e.value.len() > MAX_EVIDENCE_VALUE_BYTES) {
+        let key: String = bad.key.chars().take(MAX_CODE_BYTES).collect();
+        return Err(format!(
+            "malformed verdict: evidence `{key}` needs a snake_case key and a value of at most {MAX_EVIDENCE_VALUE_BYTES} bytes"
+        ));
+    }
+    if let Some((i, e)) = verdict.evidence.iter().enumerate().find(|(i, e)| verdict.evidence[..*i].iter().any(|p| p.key == e.key)) {
+        return Err(format!("malformed verdict: evidence `{}` appears twice (entry {i})", e.key));
+    }
+    Ok(())
+}
+
+impl Inspection {
+    pub(crate) fn of(runtime: &Runtime, bytes: &[u8]) -> Result<Self, GateLoadError> {
+        let engine = runtime.engine();
+        let digest = hex::encode(Sha256::digest(bytes));
+        let (component, _) = runtime.compile(&digest, bytes).map_err(|err| GateLoadError::Invalid(format!("{err:#}")))?;
+        let ty = component.component_type();
+        let exports = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
+        let imports = ty.imports(engine).map(|(name, _)| name.to_owned()).collect();
+        let limits = Limits::default();
+        let described = link(engine, &component).and_then(|pre| {
+            let mut store = sandbox(engine, &limits, LOAD_FUEL);
+            pre.instantiate(&mut store)
+                .and_then(|gate| describe(&gate, &mut store))
+                .map_err(|err| GateLoadError::Failed(failure(&store, &limits, &err)))
+        });
+        let (gate_contract, description) = match described {
+            Ok(description) => (Ok(()), Some(description)),
+            Err(err) => (Err(err.to_string()), None),
+        };
+        Ok(Self { digest, size: bytes.len(), gate_contract, exports, imports, description })
+    }
+}

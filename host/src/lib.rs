@@ -1,0 +1,12 @@
+//! postgate: a safety-gate engine. Each gate is a sandboxed WebAssembly
+//! component; a policy chains them; nothing passes unless every gate allows.
+//!
+//! The stages of a decision's path each have a module: [`model`] (what a gate
+//! is asked), [`policy`] (which gates, with which limits), [`engine`] (running
+//! them in wasmtime), [`server`] (the HTTP surface) and [`cli`] (the binary).
+
+pub mod cli;
+pub mod engine;
+pub mod model;
+pub mod policy;
+pub mod server;

@@ -15,7 +15,7 @@ mod gate;
 mod runtime;
 
 pub use chain::{Chain, Decision, GateInfo, GateResult};
-pub use gate::{GateLoadError, Inspection};
+pub use gate::{GateLoadError, Inspection, import_treatment};
 pub use runtime::{Runtime, RuntimeOptions};
 
 /// The code of every verdict that stands for a failed gate rather than its judgement.

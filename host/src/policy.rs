@@ -305,4 +305,26 @@ fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_count_lines_and_characters() {
+        let text = "a = 1
+bé = 2
+";
+        assert_eq!(location(text, Some(9..10)), ":2:4");
+        assert_eq!(location(text, None), "");
+    }
+
+    #[test]
+    fn the_revision_follows_the_text() {
+        let text = "version = 1\nname = \"p\"\n[[gate]]\nname = \"a\"\ncomponent = \"a.wasm\"\n";
+        let one = Policy::parse(Path::new("p.toml"), text).unwrap();
+        let two = Policy::parse(Path::new("p.toml"), &text.replace("a.wasm", "b.wasm")).unwrap();
+        assert!(one.revision.starts_with("rev_") && one.revision.len() == 20);
+        assert_ne!(one.revision, two.revision);
+        assert_eq!(one.gates[0].limits, Limits::default());
+        assert_eq!(one.gates[0].component, Path::new("a.wasm"));
+    }
+}

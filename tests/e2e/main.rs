@@ -1,1 +1,14 @@
+//! End-to-end tests: the real `postgate` binary and library, real WebAssembly
+//! components built from `gates/` and `tests/gates/`, real HTTP.
+//!
+//! The components are built by `./dev test` before the tests run; a test
+//! that finds one missing says so and fails.
+#![expect(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "tests fail by panicking")]
 
+mod authoring;
+mod cli;
+mod hostile;
+mod policy_files;
+mod server;
+mod support;
+mod swap;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::anyhow;
 
 use super::{CliError, Context, Exit, internal, invalid};
+use crate::engine::import_treatment;
 
 /// Arguments of `postgate gate inspect`.
 #[derive(clap::Args)]
@@ -41,9 +42,9 @@ pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
     for name in &inspection.exports {
         println!("  {name}");
     }
-    println!("imports (linked as traps: a gate is granted no capability):");
+    println!("imports:");
     for name in &inspection.imports {
-        println!("  {name}");
+        println!("  {name}  ({})", import_treatment(name));
     }
     Ok(if inspection.gate_contract.is_ok() { Exit::Success } else { Exit::Invalid })
 }

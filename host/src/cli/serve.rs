@@ -26,6 +26,7 @@ pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = context.runtime()?;
     let started = std::time::Instant::now();

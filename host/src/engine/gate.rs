@@ -152,7 +152,7 @@ impl LoadedGate {
             }
             Some(_) => {}
         }
-        let (component, origin) = runtime.compile(&digest, &bytes).map_err(|err| GateLoadError::Invalid(format!("{err:#}")))?;
+        let (component, origin) = runtime.compile(&digest, &bytes).map_err(|err| GateLoadError::Invalid(one_line(&err)))?;
         let pre = link(runtime.engine(), &component)?;
         let config = bindings::config_entries(&spec.config);
         let mut store = sandbox(runtime.engine(), &spec.limits, LOAD_FUEL);
@@ -254,9 +254,25 @@ fn link(engine: &wasmtime::Engine, component: &Component) -> Result<SafetyGatePr
         return Err(GateLoadError::NotAGate(format!("it exports {}", list_or_nothing(&exports))));
     }
     let mut linker = Linker::new(engine);
-    linker.define_unknown_imports_as_traps(component).map_err(|err| GateLoadError::Invalid(format!("{err:#}")))?;
-    let pre = linker.instantiate_pre(component).map_err(|err| GateLoadError::NotAGate(format!("{err:#}")))?;
-    SafetyGatePre::new(pre).map_err(|err| GateLoadError::NotAGate(format!("{err:#}")))
+    linker.define_unknown_imports_as_traps(component).map_err(|err| GateLoadError::Invalid(one_line(&err)))?;
+    let pre = linker.instantiate_pre(component).map_err(|err| GateLoadError::NotAGate(one_line(&err)))?;
+    SafetyGatePre::new(pre).map_err(|err| GateLoadError::NotAGate(one_line(&err)))
+}
+
+/// An error and its causes on one line: wasmparser's messages span several.
+fn one_line(err: &wasmtime::Error) -> String {
+    format!("{err:#}").split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// How postgate treats an import of a gate, as `postgate gate inspect` shows it.
+pub fn import_treatment(name: &str) -> &'static str {
+    if name.starts_with(INERT_IMPORT_PREFIXES[0]) {
+        "types only"
+    } else if INERT_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p)) {
+        "linked as a trap"
+    } else {
+        "refused: postgate never grants it"
+    }
 }
 
 fn list_or_nothing(names: &[&str]) -> String {
@@ -317,7 +333,7 @@ impl Inspection {
     pub(crate) fn of(runtime: &Runtime, bytes: &[u8]) -> Result<Self, GateLoadError> {
         let engine = runtime.engine();
         let digest = hex::encode(Sha256::digest(bytes));
-        let (component, _) = runtime.compile(&digest, bytes).map_err(|err| GateLoadError::Invalid(format!("{err:#}")))?;
+        let (component, _) = runtime.compile(&digest, bytes).map_err(|err| GateLoadError::Invalid(one_line(&err)))?;
         let ty = component.component_type();
         let exports = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
         let imports = ty.imports(engine).map(|(name, _)| name.to_owned()).collect();

@@ -85,9 +85,10 @@ pub struct Limits {
     /// Linear memory cap in MiB. 8 MiB holds a Rust gate's stack, heap and a
     /// large draft with room to spare; at most [`Limits::MAX_MEMORY_MIB`].
     pub memory_mib: u32,
-    /// Wall-clock deadline of instantiation plus evaluation, in milliseconds.
-    /// The reference gates take microseconds, so 10 ms only stops runaways.
-    /// Enforced by epoch interruption with a 1 ms tick.
+    /// Deadline of instantiation plus evaluation, in milliseconds of the
+    /// gate's CPU time, checked every 1 ms epoch tick; a gate preempted on a
+    /// busy machine is stopped anyway at ten times the deadline of wall-clock
+    /// time. The reference gates take microseconds, so 10 ms only stops runaways.
     pub deadline_ms: u32,
     /// Fuel (roughly, wasm instructions) one evaluation may burn. The reference
     /// gates use about 10,000; the cap bounds CPU deterministically, which the
@@ -313,7 +314,7 @@ mod tests {
         let text = "a = 1
 bé = 2
 ";
-        assert_eq!(location(text, Some(9..10)), ":2:4");
+        assert_eq!(location(text, Some(9..10)), ":2:3", "the space after `bé`");
         assert_eq!(location(text, None), "");
     }
 

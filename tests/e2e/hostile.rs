@@ -93,7 +93,9 @@ fn a_memory_hog_hits_its_cap() {
 #[test]
 fn a_panic_traps() {
     let setup = setup();
-    assert_fails_closed(&setup.chain(GateEntry::new("hostile", fixture("trap"))), "trapped: wasm `unreachable` instruction executed");
+    // std's panic handler reads the environment, which traps; with no
+    // handler the abort itself traps. Either way: a trap, failed closed.
+    assert_fails_closed(&setup.chain(GateEntry::new("hostile", fixture("trap"))), "trapped: ");
     setup.assert_healthy();
 }
 

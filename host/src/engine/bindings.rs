@@ -5,7 +5,7 @@ wasmtime::component::bindgen!({
     world: "safety-gate",
 });
 
-pub use postgate::gate::types::{
+pub use self::postgate::gate::types::{
     Account, ApiKey, Approval, ApprovalStatus, ConfigEntry, ConfigValue, Destination, Draft,
     Flags, MediaKind, MediaRef, Outcome, ProviderReview, PublishingMode, Request, Verdict,
 };

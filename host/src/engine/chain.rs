@@ -86,7 +86,8 @@ pub struct GateInfo {
     pub component: String,
     /// Where its source lives.
     pub source: Option<String>,
-    /// Its configuration.
+    /// Its configuration (a JSON object).
+    #[serde(serialize_with = "as_object")]
     pub config: Vec<(String, ConfigValue)>,
     /// Its resource limits.
     pub limits: Limits,
@@ -186,7 +187,8 @@ impl Chain {
     }
 }
 
-fn as_object<S: serde::Serializer>(pairs: &[(String, String)], serializer: S) -> Result<S::Ok, S::Error> {
+/// Key/value pairs as a JSON object, in their order.
+fn as_object<S: serde::Serializer, V: Serialize>(pairs: &[(String, V)], serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_map(pairs.iter().map(|(k, v)| (k, v)))
 }
 

@@ -1,17 +1,19 @@
 //! One gate: loading it (digest, compile, contract check, config check) and
 //! running it once in a fresh sandbox.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use cpu_time::ThreadTime;
 
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 
 use super::bindings::{self, ConfigEntry, Request, SafetyGate, SafetyGatePre};
 use super::cache::Origin;
 use super::chain::GateResult;
-use super::runtime::{EPOCH_TICK, Runtime};
+use super::runtime::Runtime;
 use super::GATE_ERROR;
 use crate::model::Outcome;
 use crate::policy::{FailureMode, GateSpec, Limits};
@@ -105,10 +107,52 @@ pub struct Description {
     pub summary: String,
 }
 
-/// What a gate's store holds: its memory cap, and whether the cap was hit.
+/// How much longer than its deadline a gate may take in wall-clock time
+/// while its thread is preempted, before it is stopped regardless.
+const WALL_CLOCK_BACKSTOP: u32 = 10;
+
+/// What a gate's store holds: its memory cap, whether the cap was hit, and its clock.
 struct GateState {
     memory_cap: usize,
     memory_refused: Option<usize>,
+    clock: DeadlineClock,
+}
+
+/// Decides, at each epoch tick, whether a gate has used up its deadline.
+///
+/// The deadline counts the gate's CPU time, not wall-clock time, so a gate
+/// whose thread is merely preempted on a busy machine is not failed for it;
+/// a wall-clock backstop still stops it at [`WALL_CLOCK_BACKSTOP`] times the
+/// deadline. The thread's CPU clock is read only from the first tick on, so
+/// gates that finish within a tick (all well-behaved ones) pay no syscall.
+struct DeadlineClock {
+    deadline: Duration,
+    wall_started: Instant,
+    /// The thread's CPU clock at the first tick, and the wall time elapsed by
+    /// then (an upper bound on the CPU time the gate had used).
+    first_tick: Option<(Duration, Duration)>,
+}
+
+impl DeadlineClock {
+    fn new(deadline_ms: u32) -> Self {
+        Self { deadline: Duration::from_millis(deadline_ms.into()), wall_started: Instant::now(), first_tick: None }
+    }
+
+    fn on_tick(&mut self) -> UpdateDeadline {
+        let wall = self.wall_started.elapsed();
+        if wall >= self.deadline * WALL_CLOCK_BACKSTOP {
+            return UpdateDeadline::Interrupt;
+        }
+        // Without a readable CPU clock, wall-clock time is the conservative bound.
+        let Some(cpu_now) = ThreadTime::try_now().ok().map(|t| t.as_duration()) else {
+            return if wall >= self.deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Continue(1) };
+        };
+        let (cpu_mark, wall_at_mark) = *self.first_tick.get_or_insert((cpu_now, wall));
+        if wall_at_mark + cpu_now.saturating_sub(cpu_mark) >= self.deadline {
+            return UpdateDeadline::Interrupt;
+        }
+        UpdateDeadline::Continue(1)
+    }
 }
 
 impl ResourceLimiter for GateState {
@@ -233,13 +277,17 @@ impl LoadedGate {
 
 /// A fresh store for one gate run: its own memory cap, fuel and deadline.
 fn sandbox(engine: &wasmtime::Engine, limits: &Limits, fuel: u64) -> Store<GateState> {
-    let state = GateState { memory_cap: (limits.memory_mib as usize) << 20, memory_refused: None };
+    let state = GateState {
+        memory_cap: (limits.memory_mib as usize) << 20,
+        memory_refused: None,
+        clock: DeadlineClock::new(limits.deadline_ms),
+    };
     let mut store = Store::new(engine, state);
     store.limiter(|state| state);
     // Fuel metering is enabled on the engine, so setting it cannot fail.
     let _ = store.set_fuel(fuel);
-    let tick_ms = u64::try_from(EPOCH_TICK.as_millis()).unwrap_or(1).max(1);
-    store.set_epoch_deadline(u64::from(limits.deadline_ms).div_ceil(tick_ms));
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut context| Ok(context.data_mut().clock.on_tick()));
     store
 }
 
@@ -293,7 +341,14 @@ fn failure(store: &Store<GateState>, limits: &Limits, err: &wasmtime::Error) -> 
         Some(Trap::Interrupt) => format!("deadline of {} ms exceeded", limits.deadline_ms),
         Some(Trap::OutOfFuel) => format!("fuel limit of {} exhausted", limits.fuel),
         Some(trap) => format!("trapped: {trap}"),
-        None => format!("{}", err.root_cause()),
+        None => {
+            let cause = err.root_cause().to_string();
+            // Imports linked by `define_unknown_imports_as_traps` fail this way.
+            match cause.strip_prefix("unknown import: ").and_then(|rest| rest.strip_suffix(" has not been defined")) {
+                Some(import) => format!("trapped: called {import}, which postgate links as a trap (a gate is granted no capability)"),
+                None => cause,
+            }
+        }
     }
 }
 

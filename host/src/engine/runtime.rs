@@ -14,7 +14,7 @@ use super::gate::{GateLoadError, Inspection, LoadedGate};
 use crate::policy::{Limits, Policy};
 
 /// How often the epoch advances: the granularity of gate deadlines.
-pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
+const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Gate evaluations that may be in flight at once. Each takes one pool slot per
 /// gate; a decision that finds the pool exhausted fails closed. 1,000 slots

@@ -69,7 +69,9 @@ fn an_infinite_loop_is_stopped_at_its_deadline() {
     let chain = setup.chain(GateEntry::new("hostile", fixture("infinite-loop")).with("limits = { deadline_ms = 10, fuel = 10_000_000_000 }"));
     assert_fails_closed(&chain, "deadline of 10 ms exceeded");
     let spent = chain.evaluate(&request_with(json!({}))).gates[0].duration_us;
-    assert!((9_000..200_000).contains(&spent), "stopped after {spent} us");
+    // Stopped within its deadline of CPU time: the wall clock may add a little
+    // for preemption, and the backstop is ten times the deadline.
+    assert!((8_000..100_000).contains(&spent), "stopped after {spent} us");
     setup.assert_healthy();
 }
 

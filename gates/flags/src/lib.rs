@@ -46,6 +46,10 @@ impl Gate for FlagsGate {
 /// letters, ligatures), invisible format characters and runs of whitespace:
 /// the tricks that would otherwise slip a blocked term past a plain comparison.
 fn fold(text: &str) -> String {
+    if text.is_ascii() {
+        // ASCII holds no invisible or compatibility characters: lowercasing is the whole fold.
+        return text.split_ascii_whitespace().map(str::to_ascii_lowercase).collect::<Vec<_>>().join(" ");
+    }
     let visible: String = text.nfd().filter(|c| !is_invisible(*c)).collect();
     let folded: String = caseless::default_case_fold_str(&visible).nfkc().collect();
     folded.split_whitespace().collect::<Vec<_>>().join(" ")

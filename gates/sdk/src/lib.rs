@@ -25,6 +25,8 @@
 //! Build it with `postgate gate build`, which produces a WebAssembly
 //! component; unit-test the logic natively with [`testing`].
 
+#[cfg(target_family = "wasm")]
+mod arena;
 mod config;
 
 pub use config::Config;
@@ -50,6 +52,11 @@ pub use bindings::postgate::gate::types::{
     Draft, Evidence, Flags, MediaKind, MediaRef, Outcome, ProviderReview, PublishingMode, Request,
     Verdict,
 };
+
+/// Gates allocate from a bump arena: see the `arena` module.
+#[cfg(target_family = "wasm")]
+#[global_allocator]
+static ALLOCATOR: arena::BumpArena = arena::BumpArena;
 
 /// Exports a type implementing [`Gate`] as this component's gate.
 #[macro_export]

@@ -13,7 +13,7 @@ use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use super::bindings::{self, ConfigEntry, Request, SafetyGate, SafetyGatePre};
 use super::cache::Origin;
 use super::chain::GateResult;
-use super::runtime::Runtime;
+use super::runtime::{EPOCH_TICK, Runtime};
 use super::GATE_ERROR;
 use crate::model::Outcome;
 use crate::policy::{FailureMode, GateSpec, Limits};
@@ -145,10 +145,12 @@ impl DeadlineClock {
         }
         // Without a readable CPU clock, wall-clock time is the conservative bound.
         let Some(cpu_now) = ThreadTime::try_now().ok().map(|t| t.as_duration()) else {
-            return if wall >= self.deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Continue(1) };
+            return if wall + EPOCH_TICK > self.deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Continue(1) };
         };
         let (cpu_mark, wall_at_mark) = *self.first_tick.get_or_insert((cpu_now, wall));
-        if wall_at_mark + cpu_now.saturating_sub(cpu_mark) >= self.deadline {
+        // Stop now if the next tick would land past the deadline: a gate is
+        // stopped within its deadline, never after it.
+        if wall_at_mark + cpu_now.saturating_sub(cpu_mark) + EPOCH_TICK > self.deadline {
             return UpdateDeadline::Interrupt;
         }
         UpdateDeadline::Continue(1)
@@ -221,8 +223,10 @@ impl LoadedGate {
             .and_then(|gate| gate.postgate_gate_gate().call_evaluate(&mut store, &self.config, request))
             .map_err(|err| failure(&store, limits, &err))
             .and_then(|verdict| check_verdict(&verdict).map(|()| verdict));
-        let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let fuel = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        // Tearing the instance down (resetting its memory) is part of its cost.
+        drop(store);
+        let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         let mut result = GateResult {
             gate: self.spec.name.clone(),
             version: self.description.version.clone(),

@@ -14,7 +14,7 @@ use super::gate::{GateLoadError, Inspection, LoadedGate};
 use crate::policy::{Limits, Policy};
 
 /// How often the epoch advances: the granularity of gate deadlines.
-const EPOCH_TICK: Duration = Duration::from_millis(1);
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Gate evaluations that may be in flight at once. Each takes one pool slot per
 /// gate; a decision that finds the pool exhausted fails closed. 1,000 slots
@@ -25,7 +25,7 @@ const POOL_SLOTS: u32 = 1_000;
 /// in place (only dirty pages, where `PAGEMAP_SCAN` is available). A gate's
 /// stack and heap fit in it, so a fresh instance takes no page faults; without
 /// it two threads decide slower than one (see PERFORMANCE.md).
-const KEEP_RESIDENT: usize = 1 << 20;
+const KEEP_RESIDENT: usize = 512 << 10;
 
 /// Host stack a gate's wasm may use: ample for a check, small enough that
 /// runaway recursion traps quickly.

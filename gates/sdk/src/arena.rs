@@ -1,0 +1,67 @@
+//! The allocator of a gate component: a bump arena that never grows memory.
+//!
+//! A gate instance lives for one decision and is then thrown away whole, so
+//! nothing it allocates needs freeing. Rust's default allocator grows linear
+//! memory on the first allocation of every fresh instance, which costs the
+//! host a page-protection change on each instantiation and another when the
+//! slot is reset. This arena lives in the module's zero-initialised data, so
+//! it is part of the initial memory; only when it is exhausted does an
+//! allocation grow memory (and meet the host's memory cap).
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+
+/// Bytes of the arena: far more than a reference gate uses per decision.
+const ARENA_BYTES: usize = 64 << 10;
+const WASM_PAGE: usize = 64 << 10;
+
+#[repr(C, align(16))]
+struct Arena {
+    bytes: UnsafeCell<[u8; ARENA_BYTES]>,
+    used: UnsafeCell<usize>,
+}
+
+// SAFETY: a gate instance is single-threaded (wasm32 without threads), so
+// the arena is never touched from two threads.
+#[allow(unsafe_code, reason = "a gate instance is single-threaded")]
+unsafe impl Sync for Arena {}
+
+/// The global allocator of a gate component.
+pub struct BumpArena;
+
+static ARENA: Arena = Arena { bytes: UnsafeCell::new([0; ARENA_BYTES]), used: UnsafeCell::new(0) };
+
+#[allow(unsafe_code, reason = "implementing a global allocator is unsafe by definition")]
+// SAFETY: every block returned is aligned as asked, lies within memory the
+// instance owns, and is never handed out twice (the arena only moves forward).
+unsafe impl GlobalAlloc for BumpArena {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let base = ARENA.bytes.get() as usize;
+        // SAFETY: single-threaded, and no reference to `used` outlives this call.
+        let used = unsafe { &mut *ARENA.used.get() };
+        let start = (base + *used).next_multiple_of(layout.align());
+        match start.checked_add(layout.size()) {
+            Some(end) if end <= base + ARENA_BYTES => {
+                *used = end - base;
+                start as *mut u8
+            }
+            _ => grow(layout),
+        }
+    }
+
+    unsafe fn dealloc(&self, _ptr: *mut u8, _layout: Layout) {
+        // The whole instance is discarded after one decision.
+    }
+}
+
+/// Fresh pages for a block the arena cannot hold; null when the host refuses.
+fn grow(layout: Layout) -> *mut u8 {
+    if layout.align() > WASM_PAGE {
+        return core::ptr::null_mut();
+    }
+    let pages = layout.size().div_ceil(WASM_PAGE).max(1);
+    match core::arch::wasm32::memory_grow(0, pages) {
+        usize::MAX => core::ptr::null_mut(),
+        previous => (previous * WASM_PAGE) as *mut u8,
+    }
+}

@@ -8,7 +8,7 @@
 //! `cargo bench -p postgate --bench chain` once they are built.
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -168,7 +168,7 @@ fn hostile(runtime: &Runtime, root: &Path, chain: &Chain, request: &GateRequest,
         println!("hostile gate: skipped ({} is not built; `./dev bench` builds it)", fixture.display());
         return Ok(());
     }
-    let digest = postgate_digest(&fixture)?;
+    let digest = postgate::engine::sha256_hex(&std::fs::read(&fixture)?);
     let manifest = dir.join("hostile.toml");
     std::fs::write(
         &manifest,
@@ -178,15 +178,10 @@ fn hostile(runtime: &Runtime, root: &Path, chain: &Chain, request: &GateRequest,
     let before = sample(|| chain.evaluate(request).outcome);
     let stops: Vec<u64> = (0..20).map(|_| hostile.evaluate(request).gates[0].duration_us).collect();
     let after = sample(|| chain.evaluate(request).outcome);
-    println!("hostile gate (infinite loop, 10 ms deadline, unlimited fuel)");
+    println!("hostile gate (infinite loop, 10 ms deadline, fuel 10^10: the deadline stops it)");
     println!("  stopped after       {:.1} ms (max of 20 runs)", stops.iter().max().copied().unwrap_or(0) as f64 / 1000.0);
     println!("  chain p50 before    {:.1} us, after {:.1} us", us(before.0), us(after.0));
     Ok(())
-}
-
-fn postgate_digest(path: &PathBuf) -> anyhow::Result<String> {
-    use sha2::Digest as _;
-    Ok(hex::encode(sha2::Sha256::digest(std::fs::read(path)?)))
 }
 
 fn us(d: Duration) -> f64 {

@@ -18,5 +18,11 @@ pub use chain::{Chain, Decision, GateInfo, GateResult};
 pub use gate::{GateLoadError, Inspection, import_treatment};
 pub use runtime::{Runtime, RuntimeOptions};
 
+/// The sha256 of `bytes`, lowercase hex: how gates are pinned and cached.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
 /// The code of every verdict that stands for a failed gate rather than its judgement.
 pub const GATE_ERROR: &str = "gate_error";

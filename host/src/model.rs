@@ -172,6 +172,16 @@ pub enum Outcome {
     Pending,
 }
 
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::Pending => "pending",
+        })
+    }
+}
+
 /// Why a request could not be read.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]

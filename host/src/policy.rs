@@ -24,9 +24,11 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 pub use lock::lock;
+
+/// What a gate name must be, for error messages.
+pub(crate) const GATE_NAME_RULE: &str = "lowercase letters, digits and dashes, starting with a letter, at most 32";
 
 /// The one manifest format this postgate reads.
 pub const POLICY_VERSION: i64 = 1;
@@ -207,7 +209,7 @@ impl Policy {
             invalid(location(text, inner.span()), format!("key `{key}`: {}", inner.message().trim()))
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let revision = format!("rev_{}", &hex::encode(Sha256::digest(text.as_bytes()))[..16]);
+        let revision = format!("rev_{}", &crate::engine::sha256_hex(text.as_bytes())[..16]);
         Self::validate(manifest, base, path.to_owned(), revision).map_err(|message| invalid(String::new(), message))
     }
 
@@ -220,10 +222,7 @@ impl Policy {
         for (index, gate) in manifest.gates.into_iter().enumerate() {
             let at = format!("gate[{index}]");
             if !is_gate_name(&gate.name) {
-                return Err(format!(
-                    "key `{at}.name`: `{}` is not a gate name, expected lowercase letters, digits and dashes, starting with a letter, at most 32",
-                    gate.name
-                ));
+                return Err(format!("key `{at}.name`: `{}` is not a gate name, expected {GATE_NAME_RULE}", gate.name));
             }
             if !seen.insert(gate.name.clone()) {
                 return Err(format!("key `{at}.name`: gate `{}` appears twice", gate.name));
@@ -253,7 +252,8 @@ impl Policy {
     }
 }
 
-fn is_gate_name(name: &str) -> bool {
+/// Whether `name` may name a gate: lowercase letters, digits and dashes, starting with a letter, at most 32.
+pub(crate) fn is_gate_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     name.len() <= 32
         && bytes.next().is_some_and(|b| b.is_ascii_lowercase())
@@ -276,7 +276,8 @@ fn check_limits(at: &str, limits: &Limits) -> Result<(), String> {
     Ok(())
 }
 
-fn config_value(key: &str, value: toml::Value) -> Result<ConfigValue, String> {
+/// A gate's configuration value from TOML; `key` names it in the error.
+pub(crate) fn config_value(key: &str, value: toml::Value) -> Result<ConfigValue, String> {
     let expected = "expected a string, an integer, a boolean or a list of strings";
     Ok(match value {
         toml::Value::String(text) => ConfigValue::Text(text),
@@ -299,7 +300,7 @@ fn config_value(key: &str, value: toml::Value) -> Result<ConfigValue, String> {
 /// `:line:column` of a byte offset, for error messages.
 fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     let Some(span) = span else { return String::new() };
-    let before = &text[..span.start.min(text.len())];
+    let Some(before) = text.get(..span.start) else { return String::new() };
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     format!(":{line}:{column}")

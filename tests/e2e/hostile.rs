@@ -182,3 +182,16 @@ fn hostile_runs_leak_nothing_into_later_decisions() {
     }
     setup.assert_healthy();
 }
+
+#[test]
+fn a_malformed_deny_is_never_turned_into_an_allow() {
+    let setup = setup();
+    // The destination gate denies a foreign destination and names it in its evidence;
+    // the SDK clips the id, so the verdict stays well-formed and the deny stands.
+    let chain = setup.chain(
+        GateEntry::new("hostile", gate("destination")).with(r#"on_error = "allow"
+config = { providers = ["x"] }"#),
+    );
+    let decision = chain.evaluate(&request_with(json!({"destination": {"workspace_id": "ws_2", "id": "d".repeat(100_000)}})));
+    assert_eq!((decision.outcome, decision.gates[0].code.as_str()), (Outcome::Deny, "destination_foreign"));
+}

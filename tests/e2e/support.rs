@@ -5,7 +5,6 @@ use std::process::{Command, Output};
 
 use postgate::engine::{Runtime, RuntimeOptions};
 use postgate::model::GateRequest;
-use sha2::{Digest as _, Sha256};
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -30,7 +29,7 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// The sha256 of a file, lowercase hex.
 pub fn digest(path: &Path) -> String {
-    hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
+    postgate::engine::sha256_hex(&std::fs::read(path).unwrap())
 }
 
 /// The example request every reference gate allows.
@@ -91,7 +90,7 @@ pub fn write_policy(dir: &Path, name: &str, gates: &[GateEntry]) -> PathBuf {
     for gate in gates {
         text.push_str(&format!("\n[[gate]]\nname = \"{}\"\ncomponent = {:?}\n", gate.name, gate.component.display().to_string()));
         if !gate.extra.contains("sha256") {
-            let pin = std::fs::read(&gate.component).map(|b| hex::encode(Sha256::digest(b))).unwrap_or_else(|_| "0".repeat(64));
+            let pin = std::fs::read(&gate.component).map(|b| postgate::engine::sha256_hex(&b)).unwrap_or_else(|_| "0".repeat(64));
             text.push_str(&format!("sha256 = \"{pin}\"\n"));
         }
         text.push_str(&gate.extra);

@@ -47,17 +47,25 @@ impl Gate for FlagsGate {
 /// the tricks that would otherwise slip a blocked term past a plain comparison.
 fn fold(text: &str) -> String {
     if text.is_ascii() {
-        // ASCII holds no invisible or compatibility characters: lowercasing is the whole fold.
-        return text.split_ascii_whitespace().map(str::to_ascii_lowercase).collect::<Vec<_>>().join(" ");
+        // ASCII holds no compatibility characters: dropping controls and lowercasing is the whole fold.
+        let visible: String = text.chars().filter(|c| !is_invisible(*c)).collect();
+        return visible.split_whitespace().map(str::to_ascii_lowercase).collect::<Vec<_>>().join(" ");
     }
     let visible: String = text.nfd().filter(|c| !is_invisible(*c)).collect();
     let folded: String = caseless::default_case_fold_str(&visible).nfkc().collect();
     folded.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Zero-width and other invisible format characters that render as nothing.
+/// Characters that render as nothing: controls other than whitespace, and
+/// Unicode's default-ignorable code points (zero-width characters, soft
+/// hyphen, bidi controls, variation selectors, tag characters, fillers).
 fn is_invisible(c: char) -> bool {
-    matches!(c, '\u{00AD}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
+    (c.is_control() && !c.is_whitespace())
+        || matches!(c,
+            '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}'..='\u{1160}' | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}'
+            | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}'
+            | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
 postgate_gate_sdk::export_gate!(FlagsGate);
@@ -108,6 +116,10 @@ mod tests {
             ("ＧＵＡＲＡＮＴＥＥＤ ＲＥＴＵＲＮＳ", "full-width letters"),
             ("guaran\u{200B}teed\u{00AD} returns", "zero-width space and soft hyphen"),
             ("guaranteed \n\t returns", "a whitespace run"),
+            ("guaranteed\u{0B}returns", "a vertical tab"),
+            ("guaran\u{7F}teed re\u{0}turns", "ASCII control characters"),
+            ("guaran\u{2066}teed retu\u{FE0F}rns", "a bidi isolate and a variation selector"),
+            ("guaran\u{3164}teed returns ü", "a Hangul filler"),
         ];
         for (text, trick) in cases {
             assert_verdict(&with_text(text, &["guaranteed returns"]), Outcome::Deny, "blocked_term");

@@ -8,6 +8,9 @@
 //! it is part of the initial memory; only when it is exhausted does an
 //! allocation grow memory (and meet the host's memory cap).
 
+#[cfg(target_feature = "atomics")]
+compile_error!("the gate arena assumes a single-threaded instance: build gates without wasm threads");
+
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 

@@ -11,7 +11,6 @@ use std::process::Command;
 
 use anyhow::{Context as _, anyhow};
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
 
 use super::{CliError, Exit, internal, invalid};
 
@@ -97,7 +96,9 @@ pub fn build(names: &[String], dir: &Path, out: &Path) -> Result<Vec<Built>, Cli
     for (_, package, _) in &selected {
         cargo.args(["-p", &package.name]);
     }
-    cargo.env("CARGO_TARGET_WASM32_WASIP2_RUSTFLAGS", rustflags(&metadata.workspace_root));
+    // The encoded form wins over RUSTFLAGS and survives paths with spaces; with
+    // `--target` it applies to the gates only, not to build scripts or macros.
+    cargo.env("CARGO_ENCODED_RUSTFLAGS", rustflags(&metadata.workspace_root).join("\x1f")).env_remove("RUSTFLAGS");
     let status = cargo.status().map_err(|err| internal(anyhow!("cannot run cargo: {err}")))?;
     if !status.success() {
         return Err(invalid(anyhow!("cargo could not build the gates ({status})")));
@@ -111,7 +112,7 @@ pub fn build(names: &[String], dir: &Path, out: &Path) -> Result<Vec<Built>, Cli
             let path = out.join(format!("{name}.wasm"));
             let bytes = std::fs::read(&built).with_context(|| format!("cannot read `{}`", built.display())).map_err(internal)?;
             std::fs::write(&path, &bytes).with_context(|| format!("cannot write `{}`", path.display())).map_err(internal)?;
-            Ok(Built { name: name.clone(), path, digest: hex::encode(Sha256::digest(&bytes)), size: bytes.len() })
+            Ok(Built { name: name.clone(), path, digest: crate::engine::sha256_hex(&bytes), size: bytes.len() })
         })
         .collect()
 }
@@ -119,17 +120,16 @@ pub fn build(names: &[String], dir: &Path, out: &Path) -> Result<Vec<Built>, Cli
 /// Flags for reproducible, lean gates: source paths remapped to fixed
 /// prefixes, and a 64 KiB shadow stack instead of Rust's 1 MiB, which every
 /// fresh instance would otherwise carry.
-fn rustflags(workspace_root: &Path) -> String {
+fn rustflags(workspace_root: &Path) -> Vec<String> {
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
         .unwrap_or_default();
-    [
+    vec![
         format!("--remap-path-prefix={}=/postgate", workspace_root.display()),
         format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
         "-Clink-arg=-zstack-size=65536".to_owned(),
     ]
-    .join(" ")
 }
 
 fn metadata(dir: &Path) -> Result<Metadata, CliError> {
@@ -140,7 +140,8 @@ fn metadata(dir: &Path) -> Result<Metadata, CliError> {
         .map_err(|err| internal(anyhow!("cannot run cargo: {err}")))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(invalid(anyhow!("cargo metadata failed in `{}`: {}", dir.display(), stderr.trim())));
+        let first = stderr.lines().find(|line| !line.trim().is_empty()).unwrap_or("no output").trim();
+        return Err(invalid(anyhow!("cargo metadata failed in `{}`: {first}", dir.display())));
     }
     serde_json::from_slice(&output.stdout).map_err(|err| internal(anyhow!("cannot read cargo metadata: {err}")))
 }
@@ -169,8 +170,8 @@ mod tests {
 
     #[test]
     fn rustflags_remap_the_checkout() {
-        let flags = rustflags(Path::new("/somewhere/checkout"));
-        assert!(flags.contains("--remap-path-prefix=/somewhere/checkout=/postgate"), "{flags}");
-        assert!(flags.contains("stack-size=65536"), "{flags}");
+        let flags = rustflags(Path::new("/somewhere/my checkout"));
+        assert!(flags.contains(&"--remap-path-prefix=/somewhere/my checkout=/postgate".to_owned()), "{flags:?}");
+        assert!(flags.iter().any(|f| f.ends_with("stack-size=65536")), "{flags:?}");
     }
 }

@@ -90,13 +90,8 @@ const CASES_JSON: &str = r#"{
 /// Creates `DIR/NAME` with a Cargo manifest, a gate skeleton with unit tests, and fixture cases.
 pub fn run(args: Args) -> Result<Exit, CliError> {
     let name = &args.name;
-    let valid = name.len() <= 32
-        && name.starts_with(|c: char| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !valid {
-        return Err(invalid(anyhow!(
-            "`{name}` is not a gate name, expected lowercase letters, digits and dashes, starting with a letter"
-        )));
+    if !crate::policy::is_gate_name(name) {
+        return Err(invalid(anyhow!("`{name}` is not a gate name, expected {}", crate::policy::GATE_NAME_RULE)));
     }
     let root = args.dir.join(name);
     if root.exists() {

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use super::gate_build::{self, Built};
 use super::{CliError, Context, Exit, invalid};
 use crate::model::{GateRequest, Outcome};
-use crate::policy::{ConfigValue, FailureMode, GateSpec, Limits, Policy};
+use crate::policy::{self, ConfigValue, FailureMode, GateSpec, Limits, Policy};
 
 /// Arguments of `postgate gate test`.
 #[derive(clap::Args)]
@@ -132,39 +132,21 @@ fn run_case(
     }
     Err(format!(
         "expected {} `{}`, got {} `{}`: {}",
-        outcome_word(case.expect.outcome),
+        case.expect.outcome,
         case.expect.code,
-        outcome_word(got.outcome),
+        got.outcome,
         got.code,
         got.message
     ))
 }
 
-fn outcome_word(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Allow => "allow",
-        Outcome::Deny => "deny",
-        Outcome::Pending => "pending",
-    }
-}
-
+/// A case's JSON config, read by the same rules as a policy's `[gate.config]`.
 fn config_values(config: &serde_json::Map<String, serde_json::Value>) -> Result<Vec<(String, ConfigValue)>, String> {
     config
         .iter()
         .map(|(key, value)| {
-            let converted = match value {
-                serde_json::Value::String(text) => ConfigValue::Text(text.clone()),
-                serde_json::Value::Bool(flag) => ConfigValue::Boolean(*flag),
-                serde_json::Value::Number(n) if n.is_i64() => ConfigValue::Integer(n.as_i64().unwrap_or_default()),
-                serde_json::Value::Array(items) => ConfigValue::Texts(
-                    items
-                        .iter()
-                        .map(|item| item.as_str().map(str::to_owned).ok_or(format!("config `{key}`: expected strings only")))
-                        .collect::<Result<_, _>>()?,
-                ),
-                _ => return Err(format!("config `{key}`: expected a string, an integer, a boolean or a list of strings")),
-            };
-            Ok((key.clone(), converted))
+            let value: toml::Value = serde_json::from_value(value.clone()).map_err(|err| format!("config `{key}`: {err}"))?;
+            policy::config_value(&format!("config.{key}"), value).map(|value| (key.clone(), value))
         })
         .collect()
 }

@@ -27,7 +27,8 @@ pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .try_init()
+        .map_err(|err| internal(anyhow!("cannot set up logging: {err}")))?;
     let runtime = context.runtime()?;
     let started = std::time::Instant::now();
     let active = Arc::new(ActivePolicy::load(runtime, args.policy.clone()).map_err(invalid)?);

@@ -7,7 +7,7 @@ wasmtime::component::bindgen!({
 
 pub use self::postgate::gate::types::{
     Account, ApiKey, Approval, ApprovalStatus, ConfigEntry, ConfigValue, Destination, Draft,
-    Flags, MediaKind, MediaRef, Outcome, ProviderReview, PublishingMode, Request, Verdict,
+    Flags, MediaKind, MediaRef, Outcome, ProviderReview, PublishingMode, Request,
 };
 
 use crate::model;

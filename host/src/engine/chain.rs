@@ -46,7 +46,7 @@ pub struct GateResult {
     pub gate: String,
     /// The gate's version, as it describes itself.
     pub version: String,
-    /// The sha256 of the component that ran.
+    /// The sha256 of the component that ran (its pin, when it could not be loaded).
     pub digest: String,
     /// Its verdict.
     pub outcome: Outcome,
@@ -99,6 +99,7 @@ pub struct GateInfo {
 }
 
 impl Chain {
+    /// A chain of `policy`'s gates, each loaded or broken.
     pub(crate) fn new(engine: wasmtime::Engine, policy: &Policy, gates: Vec<Result<LoadedGate, GateLoadError>>) -> Self {
         let slots = policy
             .gates
@@ -161,13 +162,9 @@ impl Chain {
         self.slots
             .iter()
             .map(|slot| {
-                let (spec, fault) = match slot {
-                    Slot::Ready(gate) => (&gate.spec, None),
-                    Slot::Broken(spec, err) => (spec, Some(err.to_string())),
-                };
-                let loaded = match slot {
-                    Slot::Ready(gate) => Some(gate),
-                    Slot::Broken(..) => None,
+                let (spec, loaded, fault) = match slot {
+                    Slot::Ready(gate) => (&gate.spec, Some(gate), None),
+                    Slot::Broken(spec, err) => (spec, None, Some(err.to_string())),
                 };
                 GateInfo {
                     name: spec.name.clone(),

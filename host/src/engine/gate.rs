@@ -6,11 +6,10 @@ use std::time::{Duration, Instant};
 use cpu_time::ThreadTime;
 
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
-use wasmtime::component::{Component, Linker};
+use wasmtime::component::{Component, ComponentExportIndex, ComponentType, Lift, Linker, WasmList, WasmStr};
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 
-use super::bindings::{self, ConfigEntry, Request, SafetyGate, SafetyGatePre};
+use super::bindings::{self, ConfigEntry, Request, SafetyGatePre};
 use super::cache::Origin;
 use super::chain::GateResult;
 use super::runtime::{EPOCH_TICK, Runtime};
@@ -111,9 +110,10 @@ pub struct Description {
 /// while its thread is preempted, before it is stopped regardless.
 const WALL_CLOCK_BACKSTOP: u32 = 10;
 
-/// What a gate's store holds: its memory cap, whether the cap was hit, and its clock.
+/// What a gate's store holds: its memory cap and use, and its clock.
 struct GateState {
     memory_cap: usize,
+    memory_used: usize,
     memory_refused: Option<usize>,
     clock: DeadlineClock,
 }
@@ -128,8 +128,9 @@ struct GateState {
 struct DeadlineClock {
     deadline: Duration,
     wall_started: Instant,
-    /// The thread's CPU clock at the first tick, and the wall time elapsed by
-    /// then (an upper bound on the CPU time the gate had used).
+    /// The thread's CPU clock at the first tick, and the CPU time the gate
+    /// is taken to have used by then: one tick, as the ticker fires every
+    /// tick. (Were the ticker itself starved, the wall-clock backstop still holds.)
     first_tick: Option<(Duration, Duration)>,
 }
 
@@ -144,25 +145,30 @@ impl DeadlineClock {
             return UpdateDeadline::Interrupt;
         }
         // Without a readable CPU clock, wall-clock time is the conservative bound.
-        let Some(cpu_now) = ThreadTime::try_now().ok().map(|t| t.as_duration()) else {
-            return if wall + EPOCH_TICK > self.deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Continue(1) };
+        let used = match ThreadTime::try_now() {
+            Ok(now) => {
+                let cpu_now = now.as_duration();
+                // Wall time before the first tick may be time spent preempted: count at most a tick of it.
+                let (cpu_mark, used_at_mark) = *self.first_tick.get_or_insert((cpu_now, wall.min(EPOCH_TICK)));
+                used_at_mark + cpu_now.saturating_sub(cpu_mark)
+            }
+            Err(_) => wall,
         };
-        let (cpu_mark, wall_at_mark) = *self.first_tick.get_or_insert((cpu_now, wall));
-        // Stop now if the next tick would land past the deadline: a gate is
-        // stopped within its deadline, never after it.
-        if wall_at_mark + cpu_now.saturating_sub(cpu_mark) + EPOCH_TICK > self.deadline {
-            return UpdateDeadline::Interrupt;
-        }
-        UpdateDeadline::Continue(1)
+        // Stop now if the next tick would land past the deadline, so that a
+        // gate is stopped at its deadline give or take the tick's lateness.
+        if used + EPOCH_TICK > self.deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Continue(1) }
     }
 }
 
 impl ResourceLimiter for GateState {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.memory_cap {
-            self.memory_refused = Some(desired);
+    /// The cap holds for all of a gate's memories together.
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.memory_used.saturating_add(desired.saturating_sub(current));
+        if total > self.memory_cap {
+            self.memory_refused = Some(total);
             return Ok(false);
         }
+        self.memory_used = total;
         Ok(true)
     }
 
@@ -170,6 +176,42 @@ impl ResourceLimiter for GateState {
         // A gate's function table is fixed at link time; growth means abuse.
         Ok(desired <= 10_000)
     }
+}
+
+/// The verdict as it lies in the gate's memory, lifted lazily so that its
+/// size is checked before any of it is copied into the host: a gate could
+/// otherwise return a million evidence entries pointing at one huge string.
+#[derive(ComponentType, Lift)]
+#[component(record)]
+struct RawVerdict {
+    outcome: bindings::Outcome,
+    code: WasmStr,
+    message: WasmStr,
+    evidence: WasmList<RawEvidence>,
+}
+
+/// One evidence entry as it lies in the gate's memory.
+#[derive(ComponentType, Lift)]
+#[component(record)]
+struct RawEvidence {
+    key: WasmStr,
+    value: WasmStr,
+}
+
+/// A checked verdict, copied into the host.
+struct Verdict {
+    outcome: Outcome,
+    code: String,
+    message: String,
+    evidence: Vec<(String, String)>,
+}
+
+/// Why a gate run failed, and whether its failure mode may turn that into an allow.
+struct Failure {
+    message: String,
+    /// False for failures that must deny whatever the gate's failure mode:
+    /// the host's own (an exhausted pool) and a malformed verdict that denied.
+    may_fail_open: bool,
 }
 
 /// A compiled, pre-linked gate, ready to instantiate per decision.
@@ -181,6 +223,7 @@ pub(crate) struct LoadedGate {
     pub(crate) origin: Origin,
     config: Vec<ConfigEntry>,
     pre: SafetyGatePre<GateState>,
+    evaluate: ComponentExportIndex,
 }
 
 impl LoadedGate {
@@ -190,7 +233,7 @@ impl LoadedGate {
             path: spec.component.display().to_string(),
             message: err.to_string(),
         })?;
-        let digest = hex::encode(Sha256::digest(&bytes));
+        let digest = super::sha256_hex(&bytes);
         match &spec.sha256 {
             None => return Err(GateLoadError::Unpinned { found: digest }),
             Some(pinned) if *pinned != digest => {
@@ -200,15 +243,13 @@ impl LoadedGate {
         }
         let (component, origin) = runtime.compile(&digest, &bytes).map_err(|err| GateLoadError::Invalid(one_line(&err)))?;
         let pre = link(runtime.engine(), &component)?;
+        let evaluate = component
+            .get_export_index(None, GATE_INTERFACE)
+            .and_then(|gate| component.get_export_index(Some(&gate), "evaluate"))
+            .ok_or_else(|| GateLoadError::NotAGate("no `evaluate` export".into()))?;
         let config = bindings::config_entries(&spec.config);
-        let mut store = sandbox(runtime.engine(), &spec.limits, LOAD_FUEL);
-        let gate = pre.instantiate(&mut store).map_err(|err| GateLoadError::Failed(failure(&store, &spec.limits, &err)))?;
-        let description = describe(&gate, &mut store).map_err(|err| GateLoadError::Failed(failure(&store, &spec.limits, &err)))?;
-        gate.postgate_gate_gate()
-            .call_validate_config(&mut store, &config)
-            .map_err(|err| GateLoadError::Failed(failure(&store, &spec.limits, &err)))?
-            .map_err(GateLoadError::InvalidConfig)?;
-        Ok(Self { spec: spec.clone(), digest, size: bytes.len(), description, origin, config, pre })
+        let description = describe(runtime.engine(), &pre, &spec.limits, Some(&config))?;
+        Ok(Self { spec: spec.clone(), digest, size: bytes.len(), description, origin, config, pre, evaluate })
     }
 
     /// Runs the gate on one request in a fresh instance, within its limits.
@@ -217,12 +258,7 @@ impl LoadedGate {
         let started = Instant::now();
         let limits = &self.spec.limits;
         let mut store = sandbox(engine, limits, limits.fuel);
-        let verdict = self
-            .pre
-            .instantiate(&mut store)
-            .and_then(|gate| gate.postgate_gate_gate().call_evaluate(&mut store, &self.config, request))
-            .map_err(|err| failure(&store, limits, &err))
-            .and_then(|verdict| check_verdict(&verdict).map(|()| verdict));
+        let verdict = self.run(&mut store, request);
         let fuel = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         // Tearing the instance down (resetting its memory) is part of its cost.
         drop(store);
@@ -242,23 +278,45 @@ impl LoadedGate {
         };
         match verdict {
             Ok(verdict) => {
-                result.outcome = verdict.outcome.into();
+                result.outcome = verdict.outcome;
                 result.code = verdict.code;
                 result.message = verdict.message;
-                result.evidence = verdict.evidence.into_iter().map(|e| (e.key, e.value)).collect();
+                result.evidence = verdict.evidence;
             }
-            Err(error) => {
-                result.failed_open = self.spec.on_error == FailureMode::Allow;
+            Err(failure) => {
+                result.failed_open = failure.may_fail_open && self.spec.on_error == FailureMode::Allow;
                 if result.failed_open {
                     result.outcome = Outcome::Allow;
-                    result.message = format!("gate `{}` failed and is configured to fail open: {error}", self.spec.name);
+                    result.message = format!("gate `{}` failed and is configured to fail open: {}", self.spec.name, failure.message);
                 } else {
-                    result.message = format!("gate `{}` failed, so it denies: {error}", self.spec.name);
+                    result.message = format!("gate `{}` failed, so it denies: {}", self.spec.name, failure.message);
                 }
-                result.error = Some(error);
+                result.error = Some(failure.message);
             }
         }
         result
+    }
+
+    fn run(&self, store: &mut Store<GateState>, request: &Request) -> Result<Verdict, Failure> {
+        let limits = &self.spec.limits;
+        // Only the gate's own faults may fail open, never the host's: an
+        // instantiation that fails without a trap or a memory refusal is the
+        // host's (an exhausted pool); anything failing inside the call is the gate's.
+        let instance = self.pre.instance_pre().instantiate(&mut *store).map_err(|err| Failure {
+            message: failure(store, limits, &err),
+            may_fail_open: store.data().memory_refused.is_some() || err.downcast_ref::<Trap>().is_some(),
+        })?;
+        let raw = instance
+            .get_typed_func::<(&[ConfigEntry], &Request), (RawVerdict,)>(&mut *store, &self.evaluate)
+            .and_then(|evaluate| evaluate.call(&mut *store, (&self.config, request)))
+            .map_err(|err| Failure { message: failure(store, limits, &err), may_fail_open: true })?
+            .0;
+        let denied = raw.outcome == bindings::Outcome::Deny;
+        read_verdict(store, raw).map_err(|problem| Failure {
+            message: format!("malformed verdict: {problem}"),
+            // A gate that said deny keeps denying, however it said it.
+            may_fail_open: !denied,
+        })
     }
 
     /// The verdict of a gate that could not be loaded: always deny.
@@ -283,6 +341,7 @@ impl LoadedGate {
 fn sandbox(engine: &wasmtime::Engine, limits: &Limits, fuel: u64) -> Store<GateState> {
     let state = GateState {
         memory_cap: (limits.memory_mib as usize) << 20,
+        memory_used: 0,
         memory_refused: None,
         clock: DeadlineClock::new(limits.deadline_ms),
     };
@@ -298,7 +357,7 @@ fn sandbox(engine: &wasmtime::Engine, limits: &Limits, fuel: u64) -> Store<GateS
 /// Links a component with no capability and checks it exports the gate contract.
 fn link(engine: &wasmtime::Engine, component: &Component) -> Result<SafetyGatePre<GateState>, GateLoadError> {
     let ty = component.component_type();
-    if let Some((name, _)) = ty.imports(engine).find(|(name, _)| !INERT_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p))) {
+    if let Some((name, _)) = ty.imports(engine).find(|(name, _)| import_treatment(name) == REFUSED) {
         return Err(GateLoadError::ForbiddenImport(name.to_owned()));
     }
     if !ty.exports(engine).any(|(name, _)| name == GATE_INTERFACE) {
@@ -316,14 +375,16 @@ fn one_line(err: &wasmtime::Error) -> String {
     format!("{err:#}").split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+const REFUSED: &str = "refused: postgate never grants it";
+
 /// How postgate treats an import of a gate, as `postgate gate inspect` shows it.
 pub fn import_treatment(name: &str) -> &'static str {
     if name.starts_with(INERT_IMPORT_PREFIXES[0]) {
-        "types only"
+        "the contract's types; any function there is linked as a trap"
     } else if INERT_IMPORT_PREFIXES.iter().any(|p| name.starts_with(p)) {
         "linked as a trap"
     } else {
-        "refused: postgate never grants it"
+        REFUSED
     }
 }
 
@@ -331,15 +392,48 @@ fn list_or_nothing(names: &[&str]) -> String {
     if names.is_empty() { "nothing".into() } else { names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ") }
 }
 
-fn describe(gate: &SafetyGate, store: &mut Store<GateState>) -> wasmtime::Result<Description> {
-    let description = gate.postgate_gate_gate().call_describe(store)?;
+/// Instantiates a gate once to read its description and, given a config,
+/// to have the gate validate it: what loading a gate and inspecting one share.
+fn describe(
+    engine: &wasmtime::Engine,
+    pre: &SafetyGatePre<GateState>,
+    limits: &Limits,
+    config: Option<&[ConfigEntry]>,
+) -> Result<Description, GateLoadError> {
+    let mut store = sandbox(engine, limits, LOAD_FUEL);
+    let loaded = (|| {
+        let gate = pre.instantiate(&mut store)?;
+        let description = gate.postgate_gate_gate().call_describe(&mut store)?;
+        let verdict = match config {
+            Some(config) => gate.postgate_gate_gate().call_validate_config(&mut store, config)?,
+            None => Ok(()),
+        };
+        Ok::<_, wasmtime::Error>((description, verdict))
+    })();
+    let (description, verdict) = loaded.map_err(|err| GateLoadError::Failed(failure(&store, limits, &err)))?;
+    verdict.map_err(|problem| GateLoadError::InvalidConfig(printable(&problem, MAX_MESSAGE_BYTES)))?;
+    let fields = [(&description.name, 64), (&description.version, 64), (&description.summary, 256)];
+    if let Some((field, max)) = fields.iter().find(|(text, max)| text.len() > *max || text.chars().any(char::is_control)) {
+        return Err(GateLoadError::Failed(format!(
+            "malformed description: `{}` is over {max} bytes or holds control characters",
+            printable(field, 64)
+        )));
+    }
     Ok(Description { name: description.name, version: description.version, summary: description.summary })
+}
+
+/// Text from a gate, shortened and stripped of control characters for display.
+fn printable(text: &str, max: usize) -> String {
+    text.chars().filter(|c| !c.is_control()).scan(0, |len, c| {
+        *len += c.len_utf8();
+        (*len <= max).then_some(c)
+    }).collect()
 }
 
 /// One line saying why a gate run failed, without wasm backtraces.
 fn failure(store: &Store<GateState>, limits: &Limits, err: &wasmtime::Error) -> String {
-    if let Some(desired) = store.data().memory_refused {
-        return format!("memory limit of {} MiB exceeded (it asked for {desired} bytes)", limits.memory_mib);
+    if let Some(asked) = store.data().memory_refused {
+        return format!("memory limit of {} MiB exceeded (it asked for {asked} bytes)", limits.memory_mib);
     }
     match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => format!("deadline of {} ms exceeded", limits.deadline_ms),
@@ -356,53 +450,59 @@ fn failure(store: &Store<GateState>, limits: &Limits, err: &wasmtime::Error) -> 
     }
 }
 
-/// Refuses verdicts a well-behaved gate never returns: bad codes, oversized text.
-fn check_verdict(verdict: &bindings::Verdict) -> Result<(), String> {
-    let is_code = |s: &str| {
-        s.len() <= MAX_CODE_BYTES
-            && s.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+/// Copies a verdict out of the gate's memory, checking each size before copying.
+fn read_verdict(store: &mut Store<GateState>, raw: RawVerdict) -> Result<Verdict, String> {
+    if raw.evidence.len() > MAX_EVIDENCE {
+        return Err(format!("{} evidence entries, the limit is {MAX_EVIDENCE}", raw.evidence.len()));
+    }
+    let entries: Vec<RawEvidence> = raw
+        .evidence
+        .iter(&mut *store)
+        .and_then(|entries| entries.collect::<Result<_, _>>())
+        .map_err(|err| format!("evidence: {err}"))?;
+    let store = &*store;
+    let text = |s: &WasmStr, what: &str, max: usize| -> Result<String, String> {
+        let text = s.to_str(store).map_err(|err| format!("{what}: {err}"))?;
+        if text.len() > max {
+            return Err(format!("{what} is {} bytes, the limit is {max}", text.len()));
+        }
+        Ok(text.into_owned())
     };
-    if !is_code(&verdict.code) {
-        let shown: String = verdict.code.chars().take(MAX_CODE_BYTES).collect();
-        return Err(format!("malformed verdict: code `{shown}` is not lowercase snake_case of at most {MAX_CODE_BYTES} bytes"));
+    let code = text(&raw.code, "code", MAX_CODE_BYTES)?;
+    if !is_code(&code) {
+        return Err(format!("code `{}` is not lowercase snake_case", printable(&code, MAX_CODE_BYTES)));
     }
-    if verdict.code == GATE_ERROR {
-        return Err(format!("malformed verdict: code `{GATE_ERROR}` is reserved for the host"));
+    if code == GATE_ERROR {
+        return Err(format!("code `{GATE_ERROR}` is reserved for the host"));
     }
-    if verdict.message.len() > MAX_MESSAGE_BYTES {
-        return Err(format!("malformed verdict: message is {} bytes, the limit is {MAX_MESSAGE_BYTES}", verdict.message.len()));
+    let message = text(&raw.message, "message", MAX_MESSAGE_BYTES)?;
+    let mut evidence: Vec<(String, String)> = Vec::with_capacity(raw.evidence.len());
+    for entry in entries {
+        let key = text(&entry.key, "evidence key", MAX_CODE_BYTES)?;
+        if !is_code(&key) || evidence.iter().any(|(k, _)| *k == key) {
+            return Err(format!("evidence key `{}` is not snake_case or appears twice", printable(&key, MAX_CODE_BYTES)));
+        }
+        let value = text(&entry.value, "evidence value", MAX_EVIDENCE_VALUE_BYTES)?;
+        evidence.push((key, value));
     }
-    if verdict.evidence.len() > MAX_EVIDENCE {
-        return Err(format!("malformed verdict: {} evidence entries, the limit is {MAX_EVIDENCE}", verdict.evidence.len()));
-    }
-    if let Some(bad) = verdict.evidence.iter().find(|e| !is_code(&e.key) || e.value.len() > MAX_EVIDENCE_VALUE_BYTES) {
-        let key: String = bad.key.chars().take(MAX_CODE_BYTES).collect();
-        return Err(format!(
-            "malformed verdict: evidence `{key}` needs a snake_case key and a value of at most {MAX_EVIDENCE_VALUE_BYTES} bytes"
-        ));
-    }
-    if let Some((i, e)) = verdict.evidence.iter().enumerate().find(|(i, e)| verdict.evidence[..*i].iter().any(|p| p.key == e.key)) {
-        return Err(format!("malformed verdict: evidence `{}` appears twice (entry {i})", e.key));
-    }
-    Ok(())
+    Ok(Verdict { outcome: raw.outcome.into(), code, message, evidence })
+}
+
+fn is_code(text: &str) -> bool {
+    text.bytes().next().is_some_and(|b| b.is_ascii_lowercase())
+        && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 impl Inspection {
+    /// Compiles `bytes` and reads what a reviewer needs to know about them.
     pub(crate) fn of(runtime: &Runtime, bytes: &[u8]) -> Result<Self, GateLoadError> {
         let engine = runtime.engine();
-        let digest = hex::encode(Sha256::digest(bytes));
+        let digest = super::sha256_hex(bytes);
         let (component, _) = runtime.compile(&digest, bytes).map_err(|err| GateLoadError::Invalid(one_line(&err)))?;
         let ty = component.component_type();
         let exports = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
         let imports = ty.imports(engine).map(|(name, _)| name.to_owned()).collect();
-        let limits = Limits::default();
-        let described = link(engine, &component).and_then(|pre| {
-            let mut store = sandbox(engine, &limits, LOAD_FUEL);
-            pre.instantiate(&mut store)
-                .and_then(|gate| describe(&gate, &mut store))
-                .map_err(|err| GateLoadError::Failed(failure(&store, &limits, &err)))
-        });
+        let described = link(engine, &component).and_then(|pre| describe(engine, &pre, &Limits::default(), None));
         let (gate_contract, description) = match described {
             Ok(description) => (Ok(()), Some(description)),
             Err(err) => (Err(err.to_string()), None),

@@ -3,13 +3,14 @@
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
-use sha2::{Digest as _, Sha256};
 
 use super::Policy;
 
 /// Writes each gate's current component digest into the manifest at `path`,
 /// keeping its comments and layout. Returns `(gate, digest)` in chain order.
 pub fn lock(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    // Edit the real file, not a symlink to it, and keep its permissions.
+    let path = &path.canonicalize().with_context(|| format!("{}: cannot read", path.display()))?;
     let policy = Policy::load(path)?;
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let mut document: toml_edit::DocumentMut =
@@ -21,13 +22,14 @@ pub fn lock(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
     for (table, gate) in tables.iter_mut().zip(&policy.gates) {
         let bytes = std::fs::read(&gate.component)
             .with_context(|| format!("gate `{}`: cannot read component `{}`", gate.name, gate.component.display()))?;
-        let digest = hex::encode(Sha256::digest(&bytes));
+        let digest = crate::engine::sha256_hex(&bytes);
         table["sha256"] = toml_edit::value(digest.clone());
         pins.push((gate.name.clone(), digest));
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut file = tempfile::NamedTempFile::new_in(dir)?;
     std::io::Write::write_all(&mut file, document.to_string().as_bytes())?;
+    std::fs::set_permissions(file.path(), std::fs::metadata(path)?.permissions())?;
     file.persist(path).with_context(|| format!("{}: cannot write", path.display()))?;
     Ok(pins)
 }

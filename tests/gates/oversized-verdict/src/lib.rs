@@ -1,6 +1,6 @@
 //! A gate that answers with a verdict far larger than any gate needs.
 
-use postgate_gate_sdk::{ConfigEntry, Description, Gate, Request, Verdict};
+use postgate_gate_sdk::{ConfigEntry, Description, Gate, Outcome, Request, Verdict};
 
 /// Allows, with a one-mebibyte message.
 pub struct OversizedVerdict;
@@ -14,7 +14,8 @@ impl Gate for OversizedVerdict {
         Ok(())
     }
     fn evaluate(_config: Vec<ConfigEntry>, _request: Request) -> Verdict {
-        Verdict::allow("fine", "a".repeat(1 << 20))
+        // Built by hand: the SDK's helpers would clip the message.
+        Verdict { outcome: Outcome::Allow, code: "fine".into(), message: "a".repeat(1 << 20), evidence: Vec::new() }
     }
 }
 

@@ -17,17 +17,17 @@ use super::{CliError, Exit, internal, invalid};
 /// The target gates are built for.
 pub const GATE_TARGET: &str = "wasm32-wasip2";
 
-/// Arguments of `postgate gate build`.
+/// Arguments of `postgate gate build`, and which gates `postgate gate test` builds.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The gates to build, by directory name; all gates in `--dir` when none is named.
-    names: Vec<String>,
+    /// The gates, by directory name; all gates in `--dir` when none is named.
+    pub(crate) names: Vec<String>,
     /// The directory holding one crate per gate.
     #[arg(long, default_value = "gates")]
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     /// Where the built components go, as NAME.wasm.
     #[arg(long, default_value = "target/gates")]
-    out: PathBuf,
+    pub(crate) out: PathBuf,
 }
 
 /// A gate that was built.

@@ -24,17 +24,11 @@ use super::{CliError, Context, Exit, invalid};
 use crate::model::{GateRequest, Outcome};
 use crate::policy::{self, ConfigValue, FailureMode, GateSpec, Limits, Policy};
 
-/// Arguments of `postgate gate test`.
+/// Arguments of `postgate gate test`: the gates to build and test.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The gates to test; all gates in `--dir` when none is named.
-    names: Vec<String>,
-    /// The directory holding one crate per gate.
-    #[arg(long, default_value = "gates")]
-    dir: PathBuf,
-    /// Where the built components go.
-    #[arg(long, default_value = "target/gates")]
-    out: PathBuf,
+    #[command(flatten)]
+    gates: gate_build::Args,
 }
 
 #[derive(Deserialize)]
@@ -65,6 +59,7 @@ struct Expect {
 
 /// Builds the gates, runs every case, prints each result and a summary.
 pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
+    let args = args.gates;
     let built = gate_build::build(&args.names, &args.dir, &args.out)?;
     let runtime = context.runtime()?;
     let (mut passed, mut failed) = (0, 0);

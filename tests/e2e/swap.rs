@@ -45,11 +45,11 @@ fn decisions_never_mix_two_policies() {
                     let decision = active.current().evaluate(&request);
                     let price = decision.gates[3].evidence.iter().find(|(k, _)| k == "price_cents").map(|(_, v)| v.clone());
                     if decision.revision == cheap_revision {
-                        assert_eq!((price.as_deref(), decision.outcome), (Some("4"), Outcome::Allow));
+                        assert_eq!((price.as_deref(), decision.outcome), (Some("4"), Outcome::Allow), "{decision:#?}");
                         seen.0 += 1;
                     } else {
                         assert_eq!(decision.revision, dear_revision);
-                        assert_eq!((price.as_deref(), decision.outcome), (Some("10"), Outcome::Deny));
+                        assert_eq!((price.as_deref(), decision.outcome), (Some("10"), Outcome::Deny), "{decision:#?}");
                         seen.1 += 1;
                     }
                 }

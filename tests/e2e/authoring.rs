@@ -64,6 +64,11 @@ fn inspect_shows_contract_imports_and_refusals() {
     assert_eq!(json["description"]["name"], "credit");
     assert_eq!(json["exports"], serde_json::json!(["postgate:gate/gate@0.1.0"]));
     assert_eq!(json["digest"], crate::support::digest(&gate("credit")));
+    for name in ["approval", "provider-review", "destination", "credit", "flags"] {
+        let output = run(postgate(data.path()).args(["gate", "inspect", "--json"]).arg(gate(name)));
+        let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+        assert_eq!(json["imports"], serde_json::json!(["postgate:gate/types@0.1.0"]), "`{name}` imports only the contract's types");
+    }
 
     let wasi = run(postgate(data.path()).args(["gate", "inspect"]).arg(fixture("wasi-import")));
     assert_eq!(wasi.status.code(), Some(64));

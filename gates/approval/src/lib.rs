@@ -1,5 +1,7 @@
 //! The approval gate: a draft goes out only as the customer approved it.
+#![cfg_attr(target_family = "wasm", no_std)]
 
+use postgate_gate_sdk::prelude::*;
 use postgate_gate_sdk::{ApprovalStatus, Config, ConfigEntry, Description, Gate, Request, Verdict};
 
 /// Allows a draft only when the customer approved its current content.

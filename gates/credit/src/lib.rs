@@ -1,5 +1,7 @@
 //! The credit gate: a publication goes out only when the balance covers its price.
+#![cfg_attr(target_family = "wasm", no_std)]
 
+use postgate_gate_sdk::prelude::*;
 use postgate_gate_sdk::{Config, ConfigEntry, Description, Gate, Request, Verdict};
 
 /// Allows a request only when the workspace's balance covers the publication price.

@@ -1,6 +1,8 @@
 //! The destination gate: only a connected destination of the request's own
 //! workspace, on a provider the policy supports.
+#![cfg_attr(target_family = "wasm", no_std)]
 
+use postgate_gate_sdk::prelude::*;
 use postgate_gate_sdk::{Config, ConfigEntry, Description, Gate, Request, Verdict};
 
 /// Allows only connected destinations of the requesting workspace on supported providers.

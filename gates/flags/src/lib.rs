@@ -1,6 +1,8 @@
 //! The flags gate: the operator's safety flags (publishing mode, kill switch,
 //! blocked terms) hold every publication back.
+#![cfg_attr(target_family = "wasm", no_std)]
 
+use postgate_gate_sdk::prelude::*;
 use postgate_gate_sdk::{Config, ConfigEntry, Description, Gate, PublishingMode, Request, Verdict};
 use unicode_normalization::UnicodeNormalization;
 
@@ -30,7 +32,7 @@ impl Gate for FlagsGate {
         }
         let text = fold(&request.draft.text);
         let alt_texts = request.draft.media.iter().filter_map(|m| m.alt_text.as_deref()).map(fold);
-        let haystacks: Vec<String> = std::iter::once(text).chain(alt_texts).collect();
+        let haystacks: Vec<String> = core::iter::once(text).chain(alt_texts).collect();
         let found = flags.blocked_terms.iter().find(|term| {
             let needle = fold(term);
             !needle.is_empty() && haystacks.iter().any(|h| h.contains(&needle))
@@ -52,8 +54,22 @@ fn fold(text: &str) -> String {
         return visible.split_whitespace().map(str::to_ascii_lowercase).collect::<Vec<_>>().join(" ");
     }
     let visible: String = text.nfd().filter(|c| !is_invisible(*c)).collect();
-    let folded: String = caseless::default_case_fold_str(&visible).nfkc().collect();
+    let folded: String = fold_case(&visible).nfkc().collect();
     folded.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Unicode case folding for matching: lowercase, with the letters whose
+/// folded form differs from their lowercase (sharp s, final sigma) folded too.
+fn fold_case(text: &str) -> String {
+    let mut folded = String::with_capacity(text.len());
+    for c in text.chars().flat_map(char::to_lowercase) {
+        match c {
+            'ß' => folded.push_str("ss"),
+            'ς' => folded.push('σ'),
+            c => folded.push(c),
+        }
+    }
+    folded
 }
 
 /// Characters that render as nothing: controls other than whitespace, and

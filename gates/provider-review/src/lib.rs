@@ -1,5 +1,7 @@
 //! The provider-review gate: a destination is used only once its provider approved it.
+#![cfg_attr(target_family = "wasm", no_std)]
 
+use postgate_gate_sdk::prelude::*;
 use postgate_gate_sdk::{Config, ConfigEntry, Description, Gate, ProviderReview, Request, Verdict};
 
 /// Allows only destinations whose provider review is approved.

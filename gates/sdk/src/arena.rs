@@ -68,3 +68,33 @@ fn grow(layout: Layout) -> *mut u8 {
         previous => (previous * WASM_PAGE) as *mut u8,
     }
 }
+
+/// The canonical ABI's allocation entry point, through which the host
+/// copies a request into the gate. The standard library defines it for
+/// `wasm32-wasip2`; a `no_std` gate gets it here.
+///
+/// # Safety
+/// Called only by the host's canonical ABI, with the arguments it defines:
+/// a block previously returned here (or none) and a valid power-of-two alignment.
+#[cfg(not(feature = "std"))]
+#[allow(unsafe_code, reason = "the canonical ABI's allocator export")]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cabi_realloc(old: *mut u8, old_len: usize, align: usize, new_len: usize) -> *mut u8 {
+    if new_len == 0 {
+        return align as *mut u8;
+    }
+    let Ok(layout) = Layout::from_size_align(new_len, align) else { core::arch::wasm32::unreachable() };
+    // SAFETY: the layout is valid (checked above); `old`, when given, came
+    // from this allocator with `old_len` bytes, as the canonical ABI guarantees.
+    let block = unsafe {
+        if old_len == 0 {
+            BumpArena.alloc(layout)
+        } else {
+            BumpArena.realloc(old, Layout::from_size_align_unchecked(old_len, align), new_len)
+        }
+    };
+    if block.is_null() {
+        core::arch::wasm32::unreachable()
+    }
+    block
+}

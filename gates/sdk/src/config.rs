@@ -1,5 +1,6 @@
 //! Reading a gate's configuration from the policy file.
 
+use crate::prelude::*;
 use crate::{ConfigEntry, ConfigValue};
 
 /// Typed access to a gate's `[gate.config]` table.

@@ -24,6 +24,16 @@
 //!
 //! Build it with `postgate gate build`, which produces a WebAssembly
 //! component; unit-test the logic natively with [`testing`].
+//!
+//! In WebAssembly a gate is `no_std` (start its crate with
+//! `#![cfg_attr(target_family = "wasm", no_std)]` and take `String`, `Vec`
+//! and `format!` from [`prelude`]): without the standard library's runtime
+//! the component imports nothing, so each fresh instance is cheaper and the
+//! gate cannot even name a WASI interface. A gate that needs `std` enables
+//! this crate's `std` feature instead.
+#![cfg_attr(target_family = "wasm", no_std)]
+
+extern crate alloc;
 
 #[cfg(target_family = "wasm")]
 mod arena;
@@ -52,6 +62,22 @@ pub use bindings::postgate::gate::types::{
     Draft, Evidence, Flags, MediaKind, MediaRef, Outcome, ProviderReview, PublishingMode, Request,
     Verdict,
 };
+
+/// What a `no_std` gate needs from `alloc`.
+pub mod prelude {
+    pub use alloc::borrow::ToOwned;
+    pub use alloc::format;
+    pub use alloc::string::{String, ToString};
+    pub use alloc::vec;
+    pub use alloc::vec::Vec;
+}
+
+/// A panic in a `no_std` gate traps; the host turns that into a fail-closed deny.
+#[cfg(all(target_family = "wasm", not(feature = "std")))]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    core::arch::wasm32::unreachable()
+}
 
 /// Gates allocate from a bump arena: see the `arena` module.
 #[cfg(target_family = "wasm")]

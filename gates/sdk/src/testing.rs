@@ -1,5 +1,6 @@
 //! A native test harness: run a gate's logic in plain Rust unit tests.
 
+use crate::prelude::*;
 use crate::{
     Account, ApiKey, Approval, ApprovalStatus, ConfigEntry, ConfigValue, Destination, Draft, Flags,
     Outcome, ProviderReview, PublishingMode, Request, Verdict,

@@ -1,5 +1,6 @@
 //! Building verdicts.
 
+use crate::prelude::*;
 use crate::{Evidence, Outcome, Verdict};
 
 /// The host's limits on a verdict: longer text makes the verdict malformed,

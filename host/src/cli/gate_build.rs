@@ -118,8 +118,8 @@ pub fn build(names: &[String], dir: &Path, out: &Path) -> Result<Vec<Built>, Cli
 }
 
 /// Flags for reproducible, lean gates: source paths remapped to fixed
-/// prefixes, and a 64 KiB shadow stack instead of Rust's 1 MiB, which every
-/// fresh instance would otherwise carry.
+/// prefixes, a 64 KiB shadow stack instead of Rust's 1 MiB, which every
+/// fresh instance would otherwise carry, and libc's memory functions.
 fn rustflags(workspace_root: &Path) -> Vec<String> {
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
@@ -129,6 +129,9 @@ fn rustflags(workspace_root: &Path) -> Vec<String> {
         format!("--remap-path-prefix={}=/postgate", workspace_root.display()),
         format!("--remap-path-prefix={}=/cargo", cargo_home.display()),
         "-Clink-arg=-zstack-size=65536".to_owned(),
+        // A `no_std` gate still needs `memcmp` and friends: take them from the
+        // target's own libc (pure functions, importing nothing).
+        "-Clink-arg=-lc".to_owned(),
     ]
 }
 

@@ -33,7 +33,10 @@ postgate-gate-sdk = { path = "{sdk}" }
 "#;
 
 const LIB_RS: &str = r#"//! The {name} gate.
+// In WebAssembly the gate runs without the standard library: it imports nothing.
+#![cfg_attr(target_family = "wasm", no_std)]
 
+use postgate_gate_sdk::prelude::*;
 use postgate_gate_sdk::{Config, ConfigEntry, Description, Gate, Request, Verdict};
 
 /// Decides whether a request may pass the {name} check.

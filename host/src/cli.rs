@@ -8,6 +8,7 @@ mod gate_new;
 mod gate_test;
 mod policy_check;
 mod policy_lock;
+mod preview;
 mod serve;
 
 use std::path::PathBuf;
@@ -20,7 +21,7 @@ use crate::engine::{Runtime, RuntimeOptions};
 const EXIT_CODES: &str = "\
 Exit codes:
   0   success; for `eval`, the chain allows
-  1   `eval`: the chain denies; `gate test`: a case failed
+  1   `eval`: the chain denies; `gate test`: a case failed; `preview`: the draft breaks a rule
   3   `eval`: the chain is pending (waiting on a human)
   64  invalid input: arguments, request, policy or gate
   70  internal error";
@@ -82,6 +83,9 @@ enum Command {
     /// Check and lock policy manifests.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Render a draft for one platform: payload, count, limit and broken rules.
+    #[command(after_help = EXIT_CODES)]
+    Preview(preview::Args),
 }
 
 #[derive(Subcommand)]
@@ -136,6 +140,7 @@ pub fn run() -> ExitCode {
         Command::Gate(GateCommand::New(args)) => gate_new::run(args),
         Command::Policy(PolicyCommand::Check(args)) => policy_check::run(args, &context),
         Command::Policy(PolicyCommand::Lock(args)) => policy_lock::run(args),
+        Command::Preview(args) => preview::run(args),
     };
     let code = match result {
         Ok(exit) => exit,

@@ -4,9 +4,11 @@
 //! The stages of a decision's path each have a module: [`model`] (what a gate
 //! is asked), [`policy`] (which gates, with which limits), [`engine`] (running
 //! them in wasmtime), [`server`] (the HTTP surface) and [`cli`] (the binary).
+//! [`preview`] renders drafts as each platform would receive them.
 
 pub mod cli;
 pub mod engine;
 pub mod model;
 pub mod policy;
+pub mod preview;
 pub mod server;

@@ -133,3 +133,33 @@ fn help_documents_the_exit_codes() {
         assert!(help.contains(line), "missing `{line}` in:\n{help}");
     }
 }
+
+#[test]
+fn preview_renders_counts_and_flags_violations() {
+    let data = tempfile::tempdir().unwrap();
+    let draft = |text: &str| {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(json!({"text": text, "media": []}).to_string().as_bytes()).unwrap();
+        file
+    };
+    let fits = draft("Launch day! 你好 https://example.com");
+    let output = run(postgate(data.path()).args(["preview", "--provider", "x", "--input"]).arg(fits.path()));
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let preview: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!((preview["count"].as_u64(), preview["limit"].as_u64()), (Some(12 + 4 + 1 + 23), Some(280)));
+    assert_eq!(preview["payload"]["text"], "Launch day! 你好 https://example.com");
+
+    let long = draft(&"a".repeat(301));
+    let output = run(postgate(data.path()).args(["preview", "--provider", "bluesky", "--input"]).arg(long.path()));
+    assert_eq!(output.status.code(), Some(1));
+    let preview: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(preview["violations"][0]["code"], "text_too_long");
+
+    let output = run(postgate(data.path()).args(["preview", "--provider", "youtube", "--input"]).arg(fits.path()));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).contains("provider_unsupported"));
+
+    let output = run(postgate(data.path()).args(["preview", "--provider", "x", "--input", "examples/allow.json"]));
+    assert_eq!(output.status.code(), Some(64), "a request is not a draft");
+    assert!(stderr(&output).contains("invalid draft: unknown field"), "{}", stderr(&output));
+}

@@ -6,9 +6,12 @@
 //! them in wasmtime), [`server`] (the HTTP surface) and [`cli`] (the binary).
 //! [`preview`] renders drafts as each platform would receive them.
 
+pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod engine;
 pub mod model;
 pub mod policy;
 pub mod preview;
 pub mod server;
+pub mod store;

@@ -1,16 +1,19 @@
-//! The HTTP surface. For now: health and the active chain for reviewers.
+//! The HTTP server: health, readiness, the active chain for reviewers, and the API.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, Uri};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
+use crate::api::{self, App, MAX_BODY_BYTES, Problem};
 use crate::engine::{Chain, GateInfo, Runtime};
 use crate::policy::Policy;
+use crate::store::Store;
 
 /// The active policy, swappable atomically while requests are in flight.
 pub struct ActivePolicy {
@@ -63,9 +66,40 @@ impl ActivePolicy {
     }
 }
 
-/// The router the server runs.
-pub fn router(active: Arc<ActivePolicy>) -> Router {
-    Router::new().route("/healthz", get(healthz)).route("/v1/gates", get(gates)).with_state(active)
+/// The router the server runs, for the store chosen at start.
+pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz::<S>))
+        .route("/v1/gates", get(gates::<S>))
+        .merge(api::routes::<S>())
+        .fallback(no_route)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(app)
+}
+
+async fn no_route(uri: Uri) -> Problem {
+    Problem::not_found("route", uri.path())
+}
+
+/// Readiness: the database answers and a policy with no broken gate is active.
+#[derive(Serialize)]
+struct Readiness {
+    database: &'static str,
+    policy: String,
+    revision: String,
+}
+
+async fn readyz<S: Store>(State(app): State<Arc<App<S>>>) -> Result<Json<Readiness>, Problem> {
+    app.store.ping().await.map_err(|err| {
+        tracing::warn!(error = %err, "database unreachable");
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "Not ready", "the database does not answer")
+    })?;
+    let chain = app.policy.current();
+    if let Some((gate, _)) = chain.faults().first() {
+        return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "Not ready", format!("gate `{gate}` of the active policy cannot load")));
+    }
+    Ok(Json(Readiness { database: "ok", policy: chain.policy().to_owned(), revision: chain.revision().to_owned() }))
 }
 
 #[derive(Serialize)]
@@ -85,7 +119,7 @@ struct ActiveChain {
     gates: Vec<GateInfo>,
 }
 
-async fn gates(State(active): State<Arc<ActivePolicy>>) -> Json<ActiveChain> {
-    let chain = active.current();
+async fn gates<S: Store>(State(app): State<Arc<App<S>>>) -> Json<ActiveChain> {
+    let chain = app.policy.current();
     Json(ActiveChain { policy: chain.policy().to_owned(), revision: chain.revision().to_owned(), gates: chain.gates() })
 }

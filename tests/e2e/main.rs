@@ -5,6 +5,7 @@
 //! that finds one missing says so and fails.
 #![expect(clippy::unwrap_used, clippy::panic, reason = "tests fail by panicking")]
 
+mod api;
 mod authoring;
 mod cli;
 mod hostile;

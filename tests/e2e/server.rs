@@ -1,80 +1,14 @@
 //! `postgate serve`: the real binary on an ephemeral port, over HTTP.
 
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use crate::support::{GateEntry, postgate, reference_gates, write_policy};
-
-/// A running server, killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Server {
-    fn start(data_dir: &Path, policy: &Path) -> Self {
-        let mut child = postgate(data_dir)
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--policy"])
-            .arg(policy)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-        let base = first.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line `{first}`: {}", log.lock().unwrap())).to_owned();
-        Self { child, base, log }
-    }
-
-    fn get(&self, path: &str) -> Value {
-        ureq::get(format!("{}{path}", self.base)).call().unwrap().body_mut().read_json().unwrap()
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits until the log holds `text` `times` times, failing after 30 s.
-    fn await_log(&self, text: &str, times: usize) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.log.lock().unwrap().matches(text).count() < times {
-            assert!(Instant::now() < deadline, "no `{text}` in the log:\n{}", self.log.lock().unwrap());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::support::{GateEntry, Server, reference_gates, write_policy};
 
 #[test]
 fn serves_health_and_the_active_chain_for_reviewers() {
     let dir = tempfile::tempdir().unwrap();
     let policy = write_policy(dir.path(), "reviewed", &reference_gates());
-    let server = Server::start(dir.path(), &policy);
+    let server = Server::start(dir.path(), &policy, None);
     assert_eq!(server.get("/healthz")["status"], "ok");
     let chain = server.get("/v1/gates");
     assert_eq!(chain["policy"], "reviewed");
@@ -91,15 +25,15 @@ fn serves_health_and_the_active_chain_for_reviewers() {
         assert!(gate.get("fault").is_none(), "{gate}");
     }
     assert_eq!(gates[3]["config"]["price_cents"], 4);
-    let missing = ureq::get(format!("{}/v1/nothing", server.base)).call();
-    assert!(matches!(missing, Err(ureq::Error::StatusCode(404))), "{missing:?}");
+    let (status, problem, content_type) = server.call("GET", "/v1/nothing", None, None);
+    assert_eq!((status, content_type.as_str(), &problem["type"]), (404, "application/problem+json", &serde_json::json!("/problems/not_found")));
 }
 
 #[test]
 fn sighup_swaps_the_policy_and_never_to_a_broken_one() {
     let dir = tempfile::tempdir().unwrap();
     let policy = write_policy(dir.path(), "live", &reference_gates());
-    let server = Server::start(dir.path(), &policy);
+    let server = Server::start(dir.path(), &policy, None);
     let first = server.get("/v1/gates")["revision"].clone();
 
     let mut stricter = reference_gates();
@@ -123,7 +57,7 @@ fn sighup_swaps_the_policy_and_never_to_a_broken_one() {
 fn sigterm_drains_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let policy = write_policy(dir.path(), "short", &reference_gates());
-    let mut server = Server::start(dir.path(), &policy);
+    let mut server = Server::start(dir.path(), &policy, None);
     assert_eq!(server.get("/healthz")["status"], "ok");
     server.signal("TERM");
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -142,7 +76,7 @@ fn sigterm_drains_and_exits_cleanly() {
 fn a_second_start_loads_gates_from_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     let policy = write_policy(dir.path(), "cached", &reference_gates());
-    drop(Server::start(dir.path(), &policy));
-    let again = Server::start(dir.path(), &policy);
+    drop(Server::start(dir.path(), &policy, None));
+    let again = Server::start(dir.path(), &policy, None);
     again.await_log("from_cache=5", 1);
 }

@@ -1,7 +1,12 @@
 //! Shared helpers: paths, the binary, policies written on the fly.
 
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use postgate::engine::{Runtime, RuntimeOptions};
 use postgate::model::GateRequest;
@@ -120,4 +125,98 @@ pub fn stdout(output: &Output) -> String {
 /// A command's stderr, as text.
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A running `postgate serve` on an ephemeral port, killed when dropped.
+pub struct Server {
+    /// The process.
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Everything it logged so far.
+    pub log: Arc<Mutex<String>>,
+    /// Its operator token.
+    pub operator: String,
+    agent: ureq::Agent,
+}
+
+impl Server {
+    /// Starts the server on `policy`, its data in `data_dir`, on SQLite unless `database_url` says otherwise.
+    pub fn start(data_dir: &Path, policy: &Path, database_url: Option<&str>) -> Self {
+        let operator = postgate::auth::mint(postgate::auth::TokenKind::Operator).secret;
+        let mut command = postgate(data_dir);
+        command.arg("serve").args(["--listen", "127.0.0.1:0", "--policy"]).arg(policy).env("POSTGATE_OPERATOR_TOKEN", &operator).env_remove("DATABASE_URL");
+        if let Some(url) = database_url {
+            command.args(["--database-url", url]);
+        }
+        let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        let base = first.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line `{first}`: {}", log.lock().unwrap())).to_owned();
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        Self { child, base, log, operator, agent }
+    }
+
+    /// GETs `path` and reads JSON, failing on any error status.
+    pub fn get(&self, path: &str) -> Value {
+        let (status, body, _) = self.call("GET", path, None, None);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// Calls the API: status, JSON body (Null when not JSON) and content type.
+    pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value, String) {
+        let raw = body.map(|b| b.to_string());
+        self.raw(method, path, token, raw.as_deref().map(str::as_bytes), "application/json")
+    }
+
+    /// Calls the API with a raw body and content type.
+    pub fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>, content_type: &str) -> (u16, Value, String) {
+        let url = format!("{}{path}", self.base);
+        let mut request = ureq::http::Request::builder().method(method).uri(url);
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let response = match body {
+            Some(body) => self.agent.run(request.header("Content-Type", content_type).body(body.to_vec()).unwrap()),
+            None => self.agent.run(request.body(()).unwrap()),
+        };
+        let mut response = response.unwrap();
+        let status = response.status().as_u16();
+        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null), content_type)
+    }
+
+    /// Sends a signal by name, e.g. `HUP`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits until the log holds `text` `times` times, failing after 30 s.
+    pub fn await_log(&self, text: &str, times: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.log.lock().unwrap().matches(text).count() < times {
+            assert!(Instant::now() < deadline, "no `{text}` in the log:\n{}", self.log.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -1,0 +1,106 @@
+//! The REST surface: every error is RFC 9457 problem+json, every request
+//! body is size-limited, and every route learns its caller from one extractor.
+
+mod accounts;
+mod problem;
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use axum::Router;
+use serde::de::DeserializeOwned;
+
+use crate::auth::{self, Principal, Scope, TokenKind};
+use crate::server::ActivePolicy;
+use crate::store::Store;
+
+pub use problem::Problem;
+
+/// The largest request body accepted: drafts and keys are small.
+pub const MAX_BODY_BYTES: usize = 64 << 10;
+
+/// What every handler shares.
+pub struct App<S> {
+    /// The database.
+    pub store: S,
+    /// sha256 of the operator's token.
+    pub operator_hash: String,
+    /// The active gate policy.
+    pub policy: Arc<ActivePolicy>,
+}
+
+/// The API routes, for a store chosen at start.
+pub fn routes<S: Store>() -> Router<Arc<App<S>>> {
+    Router::new()
+        .route("/v1/workspaces", post(accounts::create_workspace::<S>))
+        .route("/v1/workspaces/{id}/credits", post(accounts::top_up::<S>))
+        .route("/v1/workspaces/{id}/balance", get(accounts::balance::<S>))
+        .route("/v1/workspaces/{id}/ledger", get(accounts::ledger::<S>))
+        .route("/v1/api-keys", post(accounts::create_api_key::<S>).get(accounts::list_api_keys::<S>))
+        .route("/v1/api-keys/{id}/revoke", post(accounts::revoke_api_key::<S>))
+}
+
+/// The authenticated caller of a request.
+pub struct Caller(pub Principal);
+
+impl<S: Store> FromRequestParts<Arc<App<S>>> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App<S>>) -> Result<Self, Problem> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(Problem::unauthenticated)?;
+        let token = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")).ok_or_else(Problem::unauthenticated)?;
+        let kind = auth::kind_of(token.trim()).ok_or_else(Problem::invalid_token)?;
+        let hash = auth::hash(token.trim());
+        if kind == TokenKind::Operator {
+            return if auth::same_hash(&hash, &app.operator_hash) { Ok(Self(Principal::Operator)) } else { Err(Problem::invalid_token()) };
+        }
+        let record = app.store.token(&hash).await.map_err(Problem::internal)?;
+        let record = record.filter(|r| r.revoked_at.is_none() && auth::same_hash(&r.hash, &hash)).ok_or_else(Problem::invalid_token)?;
+        Ok(Self(match (kind, record.kind.as_str()) {
+            (TokenKind::Customer, "customer") => Principal::Customer { workspace_id: record.workspace_id },
+            (TokenKind::ApiKey, "api_key") => Principal::ApiKey {
+                id: record.id,
+                workspace_id: record.workspace_id,
+                scopes: crate::store::parse_scopes(&record.scopes),
+            },
+            _ => return Err(Problem::invalid_token()),
+        }))
+    }
+}
+
+/// A JSON body whose every rejection (syntax, unknown field, wrong type,
+/// wrong content type, too large, not UTF-8) is a problem+json answer.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned, St: Send + Sync> FromRequest<St> for Body<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &St) -> Result<Self, Problem> {
+        let axum::Json(value) = axum::Json::<T>::from_request(request, state).await.map_err(Problem::from)?;
+        Ok(Self(value))
+    }
+}
+
+/// The workspace `id` as `caller` may see it: operators see every workspace;
+/// customers and keys only their own (another's is "not found", never
+/// "forbidden": they must not learn it exists); a key also needs `scope`.
+pub fn workspace_access(caller: &Principal, id: &str, scope: Scope) -> Result<(), Problem> {
+    match caller {
+        Principal::Operator => Ok(()),
+        Principal::Customer { workspace_id } if workspace_id == id => Ok(()),
+        Principal::ApiKey { workspace_id, scopes, .. } if workspace_id == id => {
+            if scopes.contains(&scope) { Ok(()) } else { Err(Problem::missing_scope(scope)) }
+        }
+        _ => Err(Problem::not_found("workspace", id)),
+    }
+}
+
+/// The caller's workspace when the caller is its customer.
+pub fn customer_of(caller: &Principal) -> Result<&str, Problem> {
+    match caller {
+        Principal::Customer { workspace_id } => Ok(workspace_id),
+        _ => Err(Problem::forbidden("only the workspace's customer may do this")),
+    }
+}

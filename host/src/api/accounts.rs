@@ -1,0 +1,218 @@
+//! Workspaces, money and API keys.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::{App, Body, Caller, Problem, customer_of, workspace_access};
+use crate::auth::{self, Principal, Scope, TokenKind};
+use crate::store::{ApiKey, LedgerEntry, Store, TopUp, Workspace};
+
+/// Creating an API key needs this balance: $5.
+pub const API_KEY_MIN_BALANCE_CENTS: i64 = 500;
+/// The largest single top-up: $100,000, against typos.
+const MAX_TOP_UP_CENTS: i64 = 10_000_000;
+/// Ledger entries per page, by default and at most.
+const PAGE: i64 = 50;
+const MAX_PAGE: i64 = 500;
+
+/// `POST /v1/workspaces`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewWorkspace {
+    name: String,
+}
+
+/// A new workspace and its first customer token, shown this once.
+#[derive(Serialize)]
+pub struct CreatedWorkspace {
+    workspace: Workspace,
+    customer_token: String,
+}
+
+/// Creates a workspace (operator only) and returns its first customer token once.
+pub async fn create_workspace<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    Body(body): Body<NewWorkspace>,
+) -> Result<(StatusCode, Json<CreatedWorkspace>), Problem> {
+    if caller != Principal::Operator {
+        return Err(Problem::forbidden("only the operator creates workspaces"));
+    }
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(Problem::invalid("`name` must be 1 to 100 characters"));
+    }
+    let token = auth::mint(TokenKind::Customer);
+    let workspace = app.store.create_workspace(name, &token).await.map_err(|e| Problem::from_store(e, "workspace", ""))?;
+    Ok((StatusCode::CREATED, Json(CreatedWorkspace { workspace, customer_token: token.secret })))
+}
+
+/// `POST /v1/workspaces/{id}/credits`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCredit {
+    amount_cents: i64,
+    reference: String,
+}
+
+/// The ledger entry of a top-up and the balance after it.
+#[derive(Serialize)]
+pub struct Credited {
+    entry: LedgerEntry,
+    replayed: bool,
+}
+
+/// Credits a workspace (operator only), once per caller reference: a retry
+/// with the same reference and amount replays the first answer.
+pub async fn top_up<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Body(body): Body<NewCredit>,
+) -> Result<(StatusCode, Json<Credited>), Problem> {
+    if caller != Principal::Operator {
+        return Err(Problem::forbidden("only the operator tops up credits"));
+    }
+    if !(1..=MAX_TOP_UP_CENTS).contains(&body.amount_cents) {
+        return Err(Problem::invalid(format!("`amount_cents` must be 1 to {MAX_TOP_UP_CENTS}")));
+    }
+    let reference = body.reference.trim();
+    if reference.is_empty() || reference.len() > 128 {
+        return Err(Problem::invalid("`reference` must be 1 to 128 bytes"));
+    }
+    match app.store.top_up(&id, body.amount_cents, reference).await.map_err(|e| Problem::from_store(e, "workspace", &id))? {
+        TopUp::Applied(entry) => Ok((StatusCode::CREATED, Json(Credited { entry, replayed: false }))),
+        TopUp::Replayed(entry) => Ok((StatusCode::OK, Json(Credited { entry, replayed: true }))),
+    }
+}
+
+/// A workspace's balance.
+#[derive(Serialize)]
+pub struct Balance {
+    workspace_id: String,
+    balance_cents: i64,
+}
+
+/// Reads the balance: the operator, the workspace's customer, or a key with `account:read`.
+pub async fn balance<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Balance>, Problem> {
+    workspace_access(&caller, &id, Scope::AccountRead)?;
+    let workspace = app.store.workspace(&id).await.map_err(|e| Problem::from_store(e, "workspace", &id))?;
+    Ok(Json(Balance { workspace_id: workspace.id, balance_cents: workspace.balance_cents }))
+}
+
+/// `?after=CURSOR&limit=N`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+/// One page of the ledger, and the cursor of the next when there is one.
+#[derive(Serialize)]
+pub struct LedgerPage {
+    entries: Vec<LedgerEntry>,
+    next_cursor: Option<String>,
+}
+
+/// Reads the ledger, oldest first, a page at a time.
+pub async fn ledger<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<LedgerPage>, Problem> {
+    workspace_access(&caller, &id, Scope::AccountRead)?;
+    let Query(query) = query.map_err(|rejection| Problem::invalid(rejection.body_text()))?;
+    let after = match query.after.as_deref() {
+        None => 0,
+        Some(cursor) => cursor.strip_prefix("c").and_then(|n| n.parse::<i64>().ok()).filter(|n| *n >= 0).ok_or_else(|| Problem::invalid(format!("`after` cursor `{cursor}` is not one this API gave out")))?,
+    };
+    let limit = query.limit.unwrap_or(PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Problem::invalid(format!("`limit` must be 1 to {MAX_PAGE}")));
+    }
+    app.store.workspace(&id).await.map_err(|e| Problem::from_store(e, "workspace", &id))?;
+    let entries = app.store.ledger(&id, after, limit).await.map_err(|e| Problem::from_store(e, "workspace", &id))?;
+    let next_cursor = (entries.len() as i64 == limit).then(|| entries.last().map(|e| format!("c{}", e.seq))).flatten();
+    Ok(Json(LedgerPage { entries, next_cursor }))
+}
+
+/// `POST /v1/api-keys`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewApiKey {
+    label: String,
+    scopes: Vec<Scope>,
+}
+
+/// A new API key and its secret, shown this once.
+#[derive(Serialize)]
+pub struct CreatedApiKey {
+    key: ApiKey,
+    secret: String,
+}
+
+/// Creates an API key (the customer only), if the balance is at least $5.
+pub async fn create_api_key<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    Body(body): Body<NewApiKey>,
+) -> Result<(StatusCode, Json<CreatedApiKey>), Problem> {
+    let workspace_id = customer_of(&caller)?;
+    let label = body.label.trim();
+    if label.is_empty() || label.chars().count() > 100 {
+        return Err(Problem::invalid("`label` must be 1 to 100 characters"));
+    }
+    let mut scopes = body.scopes;
+    scopes.sort_by_key(|s| *s as u8);
+    scopes.dedup();
+    if scopes.is_empty() {
+        return Err(Problem::invalid("`scopes` must name at least one scope"));
+    }
+    let token = auth::mint(TokenKind::ApiKey);
+    let key = app
+        .store
+        .create_api_key(workspace_id, label, &scopes, &token, API_KEY_MIN_BALANCE_CENTS)
+        .await
+        .map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
+    Ok((StatusCode::CREATED, Json(CreatedApiKey { key, secret: token.secret })))
+}
+
+/// The workspace's API keys.
+#[derive(Serialize)]
+pub struct ApiKeys {
+    keys: Vec<ApiKey>,
+}
+
+/// Lists the workspace's API keys (the customer only), never their secrets.
+pub async fn list_api_keys<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller) -> Result<Json<ApiKeys>, Problem> {
+    let workspace_id = customer_of(&caller)?;
+    let keys = app.store.api_keys(workspace_id).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
+    Ok(Json(ApiKeys { keys }))
+}
+
+/// The revoked key.
+#[derive(Serialize)]
+pub struct Revoked {
+    key: ApiKey,
+}
+
+/// Revokes a key (the customer only): it authenticates nothing from the next request on.
+pub async fn revoke_api_key<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Revoked>, Problem> {
+    let workspace_id = customer_of(&caller)?;
+    let key = app.store.revoke_api_key(workspace_id, &id).await.map_err(|e| Problem::from_store(e, "API key", &id))?;
+    Ok(Json(Revoked { key }))
+}

@@ -1,0 +1,475 @@
+//! Durable storage: workspaces, money, tokens and the audit trail.
+//!
+//! One trait, [`Store`], implemented for SQLite (the embedded default: a
+//! file in WAL mode) and PostgreSQL (to scale out), each with its own
+//! migrations, applied at start. The backend is chosen once, from the URL,
+//! and the server is built for it; no handler ever asks which one it has.
+//! The SQL is portable (`$N` parameters, `RETURNING`), so both backends run
+//! the same statements, written once in [`impl_store!`].
+
+use std::future::Future;
+
+use serde::Serialize;
+use sqlx::FromRow;
+
+use crate::auth::{NewToken, Scope};
+
+/// Money and time as the API shows them.
+pub type Cents = i64;
+
+/// A workspace and its balance.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct Workspace {
+    /// `ws_…`.
+    pub id: String,
+    /// A name for people.
+    pub name: String,
+    /// The prepaid balance, in cents; never negative.
+    pub balance_cents: Cents,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+/// One movement of a workspace's money.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct LedgerEntry {
+    /// Position in the ledger: the pagination cursor.
+    #[serde(skip)]
+    pub seq: i64,
+    /// `led_…`.
+    pub id: String,
+    /// `top_up` (later also charges and reversals).
+    pub kind: String,
+    /// Signed amount in cents.
+    pub amount_cents: Cents,
+    /// The balance right after this entry.
+    pub balance_after_cents: Cents,
+    /// The caller's reference that makes the entry idempotent.
+    pub reference: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+/// An API key as its owner sees it: never the key itself.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiKey {
+    /// `key_…`.
+    pub id: String,
+    /// The owner's label.
+    pub label: String,
+    /// The key's first characters, to tell keys apart.
+    pub display_prefix: String,
+    /// What the key may do.
+    pub scopes: Vec<Scope>,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// When it last authenticated a request.
+    pub last_used_at: Option<String>,
+    /// When it was revoked; a revoked key authenticates nothing.
+    pub revoked_at: Option<String>,
+}
+
+/// A token's record, looked up by hash when a request arrives.
+#[derive(Debug, Clone, FromRow)]
+pub struct TokenRecord {
+    /// `tok_…` for customers, `key_…` for API keys.
+    pub id: String,
+    /// `customer` or `api_key`.
+    pub kind: String,
+    /// The workspace it belongs to.
+    pub workspace_id: String,
+    /// Space-separated scopes (API keys).
+    pub scopes: String,
+    /// sha256 of the token.
+    pub hash: String,
+    /// When it was revoked.
+    pub revoked_at: Option<String>,
+}
+
+#[derive(FromRow)]
+struct ApiKeyRow {
+    id: String,
+    label: String,
+    display_prefix: String,
+    scopes: String,
+    created_at: String,
+    last_used_at: Option<String>,
+    revoked_at: Option<String>,
+}
+
+impl From<ApiKeyRow> for ApiKey {
+    fn from(row: ApiKeyRow) -> Self {
+        Self {
+            id: row.id,
+            label: row.label,
+            display_prefix: row.display_prefix,
+            scopes: parse_scopes(&row.scopes),
+            created_at: row.created_at,
+            last_used_at: row.last_used_at,
+            revoked_at: row.revoked_at,
+        }
+    }
+}
+
+/// Scopes as stored: space-separated names.
+pub fn scopes_text(scopes: &[Scope]) -> String {
+    scopes.iter().filter_map(|s| serde_json::to_value(s).ok()?.as_str().map(str::to_owned)).collect::<Vec<_>>().join(" ")
+}
+
+/// Scopes from their stored text; unknown names are dropped (they grant nothing).
+pub fn parse_scopes(text: &str) -> Vec<Scope> {
+    text.split_whitespace().filter_map(|name| serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()).collect()
+}
+
+/// What a top-up did.
+#[derive(Debug, Clone)]
+pub enum TopUp {
+    /// The credit was applied now.
+    Applied(LedgerEntry),
+    /// The reference was used before with the same amount: nothing changed.
+    Replayed(LedgerEntry),
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The workspace or key does not exist (or is not the caller's).
+    #[error("not found")]
+    NotFound,
+    /// The request contradicts what is stored, e.g. a reference reused with another amount.
+    #[error("{0}")]
+    Conflict(String),
+    /// The balance is below what the operation requires.
+    #[error("balance of {balance_cents} cents is below the required {required_cents}")]
+    InsufficientBalance {
+        /// The current balance.
+        balance_cents: Cents,
+        /// What the operation requires.
+        required_cents: Cents,
+    },
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// The operations the API needs from storage.
+pub trait Store: Clone + Send + Sync + 'static {
+    /// Whether the database answers.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Creates a workspace with its first customer token; audited.
+    fn create_workspace(&self, name: &str, customer: &NewToken) -> impl Future<Output = Result<Workspace, StoreError>> + Send;
+    /// The workspace `id`.
+    fn workspace(&self, id: &str) -> impl Future<Output = Result<Workspace, StoreError>> + Send;
+    /// Credits a workspace, once per `reference`; audited.
+    fn top_up(&self, workspace_id: &str, amount_cents: Cents, reference: &str) -> impl Future<Output = Result<TopUp, StoreError>> + Send;
+    /// Ledger entries after cursor `after` (a `seq`), oldest first.
+    fn ledger(&self, workspace_id: &str, after: i64, limit: i64) -> impl Future<Output = Result<Vec<LedgerEntry>, StoreError>> + Send;
+    /// The token with this hash, marking it used now.
+    fn token(&self, hash: &str) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
+    /// Creates an API key if the balance is at least `min_balance_cents`; audited.
+    fn create_api_key(
+        &self,
+        workspace_id: &str,
+        label: &str,
+        scopes: &[Scope],
+        token: &NewToken,
+        min_balance_cents: Cents,
+    ) -> impl Future<Output = Result<ApiKey, StoreError>> + Send;
+    /// The workspace's API keys, newest first.
+    fn api_keys(&self, workspace_id: &str) -> impl Future<Output = Result<Vec<ApiKey>, StoreError>> + Send;
+    /// Revokes a key of the workspace (idempotent); audited.
+    fn revoke_api_key(&self, workspace_id: &str, key_id: &str) -> impl Future<Output = Result<ApiKey, StoreError>> + Send;
+}
+
+/// An id with a type prefix and 20 random alphanumeric characters.
+pub fn new_id(prefix: &str) -> String {
+    use rand::Rng as _;
+    let body: String = rand::rng().sample_iter(rand::distr::Alphanumeric).take(20).map(char::from).collect();
+    format!("{prefix}_{body}")
+}
+
+/// Now, RFC 3339 in UTC with microseconds.
+pub fn now() -> String {
+    humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+}
+
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation)
+}
+
+/// Implements [`Store`] for a backend: the statements are portable, so both
+/// backends share this one text; only the pool type and how a writing
+/// transaction begins differ.
+macro_rules! impl_store {
+    ($store:ident, $db:ty, $begin:expr) => {
+        /// The store on this backend.
+        #[derive(Clone)]
+        pub struct $store {
+            pool: sqlx::Pool<$db>,
+        }
+
+        impl $store {
+            /// A store over a connected, migrated pool.
+            pub fn new(pool: sqlx::Pool<$db>) -> Self {
+                Self { pool }
+            }
+
+            async fn write(&self) -> Result<sqlx::Transaction<'static, $db>, sqlx::Error> {
+                self.pool.begin_with($begin).await
+            }
+
+            async fn ledger_entry(&self, workspace_id: &str, reference: &str) -> Result<Option<LedgerEntry>, sqlx::Error> {
+                sqlx::query_as::<_, LedgerEntry>(
+                    "SELECT seq, id, kind, amount_cents, balance_after_cents, reference, created_at FROM ledger WHERE workspace_id = $1 AND reference = $2",
+                )
+                .bind(workspace_id)
+                .bind(reference)
+                .fetch_optional(&self.pool)
+                .await
+            }
+        }
+
+        impl Store for $store {
+            async fn ping(&self) -> Result<(), StoreError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn create_workspace(&self, name: &str, customer: &NewToken) -> Result<Workspace, StoreError> {
+                let workspace = Workspace { id: new_id("ws"), name: name.to_owned(), balance_cents: 0, created_at: now() };
+                let mut tx = self.write().await?;
+                sqlx::query("INSERT INTO workspaces (id, name, balance_cents, created_at) VALUES ($1, $2, 0, $3)")
+                    .bind(&workspace.id)
+                    .bind(&workspace.name)
+                    .bind(&workspace.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO tokens (id, kind, workspace_id, label, scopes, hash, display_prefix, created_at) VALUES ($1, 'customer', $2, 'first customer token', '', $3, $4, $5)",
+                )
+                .bind(new_id("tok"))
+                .bind(&workspace.id)
+                .bind(&customer.hash)
+                .bind(&customer.display_prefix)
+                .bind(&workspace.created_at)
+                .execute(&mut *tx)
+                .await?;
+                audit(&mut tx, &workspace.id, "operator", "workspace.create", &workspace.id).await?;
+                tx.commit().await?;
+                Ok(workspace)
+            }
+
+            async fn workspace(&self, id: &str) -> Result<Workspace, StoreError> {
+                sqlx::query_as::<_, Workspace>("SELECT id, name, balance_cents, created_at FROM workspaces WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or(StoreError::NotFound)
+            }
+
+            async fn top_up(&self, workspace_id: &str, amount_cents: Cents, reference: &str) -> Result<TopUp, StoreError> {
+                let replay = |entry: LedgerEntry| {
+                    if entry.amount_cents == amount_cents {
+                        Ok(TopUp::Replayed(entry))
+                    } else {
+                        Err(StoreError::Conflict(format!(
+                            "reference `{reference}` already credited {} cents, not {amount_cents}",
+                            entry.amount_cents
+                        )))
+                    }
+                };
+                if let Some(entry) = self.ledger_entry(workspace_id, reference).await? {
+                    return replay(entry);
+                }
+                let mut tx = self.write().await?;
+                let balance: Option<(Cents,)> =
+                    sqlx::query_as("UPDATE workspaces SET balance_cents = balance_cents + $1 WHERE id = $2 RETURNING balance_cents")
+                        .bind(amount_cents)
+                        .bind(workspace_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let Some((balance_after_cents,)) = balance else { return Err(StoreError::NotFound) };
+                let inserted = sqlx::query_as::<_, LedgerEntry>(
+                    "INSERT INTO ledger (id, workspace_id, kind, amount_cents, balance_after_cents, reference, created_at) VALUES ($1, $2, 'top_up', $3, $4, $5, $6) RETURNING seq, id, kind, amount_cents, balance_after_cents, reference, created_at",
+                )
+                .bind(new_id("led"))
+                .bind(workspace_id)
+                .bind(amount_cents)
+                .bind(balance_after_cents)
+                .bind(reference)
+                .bind(now())
+                .fetch_one(&mut *tx)
+                .await;
+                match inserted {
+                    Ok(entry) => {
+                        audit(&mut tx, workspace_id, "operator", "credits.top_up", &entry.id).await?;
+                        tx.commit().await?;
+                        Ok(TopUp::Applied(entry))
+                    }
+                    // A concurrent retry with the same reference won the race: replay it.
+                    Err(err) if is_unique_violation(&err) => {
+                        tx.rollback().await?;
+                        replay(self.ledger_entry(workspace_id, reference).await?.ok_or(StoreError::NotFound)?)
+                    }
+                    Err(err) => Err(err.into()),
+                }
+            }
+
+            async fn ledger(&self, workspace_id: &str, after: i64, limit: i64) -> Result<Vec<LedgerEntry>, StoreError> {
+                Ok(sqlx::query_as::<_, LedgerEntry>(
+                    "SELECT seq, id, kind, amount_cents, balance_after_cents, reference, created_at FROM ledger WHERE workspace_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                )
+                .bind(workspace_id)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+                let record = sqlx::query_as::<_, TokenRecord>(
+                    "SELECT id, kind, workspace_id, scopes, hash, revoked_at FROM tokens WHERE hash = $1",
+                )
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                if let Some(record) = &record
+                    && record.revoked_at.is_none()
+                {
+                    sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2").bind(now()).bind(&record.id).execute(&self.pool).await?;
+                }
+                Ok(record)
+            }
+
+            async fn create_api_key(
+                &self,
+                workspace_id: &str,
+                label: &str,
+                scopes: &[Scope],
+                token: &NewToken,
+                min_balance_cents: Cents,
+            ) -> Result<ApiKey, StoreError> {
+                let mut tx = self.write().await?;
+                let balance: Option<(Cents,)> = sqlx::query_as("SELECT balance_cents FROM workspaces WHERE id = $1")
+                    .bind(workspace_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some((balance_cents,)) = balance else { return Err(StoreError::NotFound) };
+                if balance_cents < min_balance_cents {
+                    return Err(StoreError::InsufficientBalance { balance_cents, required_cents: min_balance_cents });
+                }
+                let key = ApiKey {
+                    id: new_id("key"),
+                    label: label.to_owned(),
+                    display_prefix: token.display_prefix.clone(),
+                    scopes: scopes.to_vec(),
+                    created_at: now(),
+                    last_used_at: None,
+                    revoked_at: None,
+                };
+                sqlx::query(
+                    "INSERT INTO tokens (id, kind, workspace_id, label, scopes, hash, display_prefix, created_at) VALUES ($1, 'api_key', $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&key.id)
+                .bind(workspace_id)
+                .bind(&key.label)
+                .bind(scopes_text(scopes))
+                .bind(&token.hash)
+                .bind(&key.display_prefix)
+                .bind(&key.created_at)
+                .execute(&mut *tx)
+                .await?;
+                audit(&mut tx, workspace_id, "customer", "api_key.create", &key.id).await?;
+                tx.commit().await?;
+                Ok(key)
+            }
+
+            async fn api_keys(&self, workspace_id: &str) -> Result<Vec<ApiKey>, StoreError> {
+                let rows = sqlx::query_as::<_, ApiKeyRow>(
+                    "SELECT id, label, display_prefix, scopes, created_at, last_used_at, revoked_at FROM tokens WHERE workspace_id = $1 AND kind = 'api_key' ORDER BY created_at DESC, id",
+                )
+                .bind(workspace_id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(ApiKey::from).collect())
+            }
+
+            async fn revoke_api_key(&self, workspace_id: &str, key_id: &str) -> Result<ApiKey, StoreError> {
+                let mut tx = self.write().await?;
+                let revoked = sqlx::query(
+                    "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND workspace_id = $3 AND kind = 'api_key' AND revoked_at IS NULL",
+                )
+                .bind(now())
+                .bind(key_id)
+                .bind(workspace_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if revoked == 1 {
+                    audit(&mut tx, workspace_id, "customer", "api_key.revoke", key_id).await?;
+                }
+                let row = sqlx::query_as::<_, ApiKeyRow>(
+                    "SELECT id, label, display_prefix, scopes, created_at, last_used_at, revoked_at FROM tokens WHERE id = $1 AND workspace_id = $2 AND kind = 'api_key'",
+                )
+                .bind(key_id)
+                .bind(workspace_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+                tx.commit().await?;
+                Ok(row.into())
+            }
+        }
+
+        /// Appends an audit record inside the caller's transaction.
+        async fn audit(tx: &mut sqlx::Transaction<'static, $db>, workspace_id: &str, actor: &str, action: &str, subject: &str) -> Result<(), sqlx::Error> {
+            sqlx::query("INSERT INTO audit (workspace_id, actor, action, subject, created_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(workspace_id)
+                .bind(actor)
+                .bind(action)
+                .bind(subject)
+                .bind(now())
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+    };
+}
+
+/// SQLite, the embedded default.
+pub mod sqlite {
+    use super::*;
+
+    // IMMEDIATE takes the write lock up front, so a transaction that reads
+    // then writes never fails to upgrade under concurrency.
+    impl_store!(SqliteStore, sqlx::Sqlite, "BEGIN IMMEDIATE");
+
+    /// Opens (creating if missing) the SQLite file at `url` in WAL mode and migrates it.
+    pub async fn connect(url: &str) -> anyhow::Result<SqliteStore> {
+        use std::str::FromStr as _;
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            // FULL: a committed change survives a power loss, not only a crash.
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(SqliteStore::new(pool))
+    }
+}
+
+/// PostgreSQL, to scale out.
+pub mod postgres {
+    use super::*;
+
+    impl_store!(PgStore, sqlx::Postgres, "BEGIN");
+
+    /// Connects to PostgreSQL at `url` and migrates it.
+    pub async fn connect(url: &str) -> anyhow::Result<PgStore> {
+        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(8).connect(url).await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(PgStore::new(pool))
+    }
+}

@@ -1,0 +1,210 @@
+//! The accounts API over real HTTP, on SQLite and, when
+//! `POSTGATE_TEST_POSTGRES_URL` names a server, on PostgreSQL too.
+
+use serde_json::{Value, json};
+
+use crate::support::{Server, reference_gates, write_policy};
+
+/// A server on a fresh database of each backend under test.
+fn each_backend(test: impl Fn(&Server)) {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path(), "api", &reference_gates());
+    test(&Server::start(dir.path(), &policy, None));
+    if let Ok(base) = std::env::var("POSTGATE_TEST_POSTGRES_URL") {
+        let database = FreshPostgres::create(&base);
+        test(&Server::start(dir.path(), &policy, Some(&database.url)));
+    }
+}
+
+/// A database of its own on the PostgreSQL server, dropped afterwards.
+struct FreshPostgres {
+    base: String,
+    name: String,
+    url: String,
+}
+
+impl FreshPostgres {
+    fn create(base: &str) -> Self {
+        let name = postgate::store::new_id("pgtest").to_lowercase();
+        admin(base, &format!("CREATE DATABASE {name}"));
+        let url = match base.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{name}"),
+            None => panic!("POSTGATE_TEST_POSTGRES_URL must end in /DATABASE"),
+        };
+        Self { base: base.to_owned(), name, url }
+    }
+}
+
+impl Drop for FreshPostgres {
+    fn drop(&mut self) {
+        admin(&self.base, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+fn admin(url: &str, statement: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        use sqlx::Executor as _;
+        let pool = sqlx::PgPool::connect(url).await.unwrap();
+        // The statements name databases this test generated: nothing user-supplied.
+        pool.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))).await.unwrap();
+        pool.close().await;
+    });
+}
+
+/// The operator creates a workspace; its customer token comes back once.
+fn workspace(server: &Server, name: &str) -> (String, String) {
+    let (status, body, _) = server.call("POST", "/v1/workspaces", Some(&server.operator), Some(json!({"name": name})));
+    assert_eq!(status, 201, "{body}");
+    (body["workspace"]["id"].as_str().unwrap().to_owned(), body["customer_token"].as_str().unwrap().to_owned())
+}
+
+fn top_up(server: &Server, ws: &str, amount: i64, reference: &str) -> (u16, Value) {
+    let (status, body, _) = server.call("POST", &format!("/v1/workspaces/{ws}/credits"), Some(&server.operator), Some(json!({"amount_cents": amount, "reference": reference})));
+    (status, body)
+}
+
+fn balance(server: &Server, ws: &str, token: &str) -> (u16, Value) {
+    let (status, body, _) = server.call("GET", &format!("/v1/workspaces/{ws}/balance"), Some(token), None);
+    (status, body)
+}
+
+#[test]
+fn money_is_credited_once_per_reference() {
+    each_backend(|server| {
+        let (ws, customer) = workspace(server, "Acme");
+        assert_eq!(balance(server, &ws, &customer).1["balance_cents"], 0);
+        let (status, first) = top_up(server, &ws, 500, "invoice-1");
+        assert_eq!((status, &first["replayed"]), (201, &json!(false)), "{first}");
+        let (status, again) = top_up(server, &ws, 500, "invoice-1");
+        assert_eq!((status, &again["replayed"], &again["entry"]["id"]), (200, &json!(true), &first["entry"]["id"]));
+        let (status, conflict) = top_up(server, &ws, 700, "invoice-1");
+        assert_eq!((status, &conflict["type"]), (409, &json!("/problems/conflict")));
+        top_up(server, &ws, 250, "invoice-2");
+        assert_eq!(balance(server, &ws, &customer).1["balance_cents"], 750);
+
+        let (status, page, _) = server.call("GET", &format!("/v1/workspaces/{ws}/ledger?limit=1"), Some(&customer), None);
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["entries"][0]["balance_after_cents"], 500);
+        let cursor = page["next_cursor"].as_str().unwrap();
+        let (_, rest, _) = server.call("GET", &format!("/v1/workspaces/{ws}/ledger?limit=1&after={cursor}"), Some(&customer), None);
+        assert_eq!((rest["entries"][0]["amount_cents"].as_i64(), rest["entries"][0]["balance_after_cents"].as_i64()), (Some(250), Some(750)));
+        let (status, _, _) = server.call("GET", &format!("/v1/workspaces/{ws}/ledger?after=bogus"), Some(&customer), None);
+        assert_eq!(status, 422);
+    });
+}
+
+#[test]
+fn api_keys_need_five_dollars_show_once_and_die_when_revoked() {
+    each_backend(|server| {
+        let (ws, customer) = workspace(server, "Keys");
+        let request = json!({"label": "poster bot", "scopes": ["account:read", "drafts:write"]});
+        let (status, refused, content_type) = server.call("POST", "/v1/api-keys", Some(&customer), Some(request.clone()));
+        assert_eq!((status, content_type.as_str()), (402, "application/problem+json"));
+        assert_eq!((&refused["type"], &refused["balance_cents"], &refused["minimum_cents"]), (&json!("/problems/insufficient_balance"), &json!(0), &json!(500)));
+
+        top_up(server, &ws, 500, "funding");
+        let (status, created, _) = server.call("POST", "/v1/api-keys", Some(&customer), Some(request));
+        assert_eq!(status, 201, "{created}");
+        let secret = created["secret"].as_str().unwrap().to_owned();
+        let id = created["key"]["id"].as_str().unwrap().to_owned();
+        assert!(secret.starts_with("pgk_") && secret.starts_with(created["key"]["display_prefix"].as_str().unwrap()));
+
+        let (_, listed, _) = server.call("GET", "/v1/api-keys", Some(&customer), None);
+        assert!(!listed.to_string().contains(&secret), "a key is never returned after creation");
+        assert_eq!(listed["keys"][0]["label"], "poster bot");
+        assert_eq!(listed["keys"][0]["scopes"], json!(["drafts:write", "account:read"]));
+
+        assert_eq!(balance(server, &ws, &secret), (200, json!({"workspace_id": ws, "balance_cents": 500})));
+        let (_, listed, _) = server.call("GET", "/v1/api-keys", Some(&customer), None);
+        assert!(listed["keys"][0]["last_used_at"].is_string(), "last use is recorded");
+
+        let (status, revoked, _) = server.call("POST", &format!("/v1/api-keys/{id}/revoke"), Some(&customer), None);
+        assert_eq!(status, 200);
+        assert!(revoked["key"]["revoked_at"].is_string());
+        let (status, problem) = balance(server, &ws, &secret);
+        assert_eq!((status, &problem["type"]), (401, &json!("/problems/invalid_token")), "revocation holds from the very next request");
+    });
+}
+
+/// Method, path, token, body, expected status.
+type Call<'a> = (&'a str, &'a str, Option<&'a str>, Option<Value>, u16);
+
+#[test]
+fn the_permission_matrix_holds() {
+    each_backend(|server| {
+        let (ws_a, customer_a) = workspace(server, "A");
+        let (ws_b, customer_b) = workspace(server, "B");
+        top_up(server, &ws_a, 1000, "a");
+        let key = |scopes: Value| {
+            let (_, created, _) = server.call("POST", "/v1/api-keys", Some(&customer_a), Some(json!({"label": "k", "scopes": scopes})));
+            created["secret"].as_str().unwrap().to_owned()
+        };
+        let reader = key(json!(["account:read"]));
+        let writer = key(json!(["drafts:write"]));
+        let operator = server.operator.clone();
+        let balance_a = format!("/v1/workspaces/{ws_a}/balance");
+        let balance_b = format!("/v1/workspaces/{ws_b}/balance");
+        let credit_a = format!("/v1/workspaces/{ws_a}/credits");
+        let credit = json!({"amount_cents": 1, "reference": "matrix"});
+        let cases: Vec<Call<'_>> = vec![
+            ("GET", &balance_a, None, None, 401),
+            ("GET", &balance_a, Some("pgk_notarealtoken"), None, 401),
+            ("GET", &balance_a, Some(&operator), None, 200),
+            ("GET", &balance_a, Some(&customer_a), None, 200),
+            ("GET", &balance_a, Some(&reader), None, 200),
+            ("GET", &balance_a, Some(&writer), None, 403),
+            ("GET", &balance_b, Some(&reader), None, 404),
+            ("GET", &balance_a, Some(&customer_b), None, 404),
+            ("POST", "/v1/workspaces", Some(&customer_a), Some(json!({"name": "x"})), 403),
+            ("POST", "/v1/workspaces", Some(&reader), Some(json!({"name": "x"})), 403),
+            ("POST", &credit_a, Some(&customer_a), Some(credit.clone()), 403),
+            ("POST", &credit_a, Some(&reader), Some(credit.clone()), 403),
+            ("POST", "/v1/api-keys", Some(&reader), Some(json!({"label": "k", "scopes": ["account:read"]})), 403),
+            ("POST", "/v1/api-keys", Some(&operator), Some(json!({"label": "k", "scopes": ["account:read"]})), 403),
+            ("GET", "/v1/api-keys", Some(&reader), None, 403),
+            ("GET", "/v1/workspaces/ws_nope/balance", Some(&operator), None, 404),
+        ];
+        for (method, path, token, body, expected) in cases {
+            let (status, problem, content_type) = server.call(method, path, token, body);
+            assert_eq!(status, expected, "{method} {path} as {token:?}: {problem}");
+            if expected >= 400 {
+                assert_eq!(content_type, "application/problem+json", "{method} {path}");
+                assert!(problem["detail"].is_string(), "{problem}");
+            }
+        }
+        assert_eq!(balance(server, &ws_a, &customer_a).1["balance_cents"], 1000, "no refused request changed anything");
+    });
+}
+
+#[test]
+fn bad_input_gets_a_problem_and_changes_nothing() {
+    each_backend(|server| {
+        let (ws, customer) = workspace(server, "Bad input");
+        let path = format!("/v1/workspaces/{ws}/credits");
+        let op = Some(server.operator.as_str());
+        let cases: Vec<(Vec<u8>, &str, u16, &str)> = vec![
+            (b"{\"amount_cents\": 5".to_vec(), "application/json", 400, "malformed_json"),
+            (br#"{"amount_cents": 5, "reference": "r", "bonus": 1}"#.to_vec(), "application/json", 422, "invalid_request"),
+            (br#"{"amount_cents": "five", "reference": "r"}"#.to_vec(), "application/json", 422, "invalid_request"),
+            (br#"{"amount_cents": -5, "reference": "r"}"#.to_vec(), "application/json", 422, "invalid_request"),
+            (br#"{"amount_cents": 5, "reference": "r"}"#.to_vec(), "text/plain", 415, "unsupported_media_type"),
+            (b"{\"amount_cents\": 5, \"reference\": \"\xff\xfe\"}".to_vec(), "application/json", 400, "malformed_json"),
+            (format!(r#"{{"amount_cents": 5, "reference": "{}"}}"#, "x".repeat(100_000)).into_bytes(), "application/json", 413, "body_too_large"),
+        ];
+        for (body, content_type, expected, code) in cases {
+            let (status, problem, answered_type) = server.raw("POST", &path, op, Some(&body), content_type);
+            assert_eq!((status, answered_type.as_str()), (expected, "application/problem+json"), "{}: {problem}", String::from_utf8_lossy(&body[..body.len().min(60)]));
+            assert_eq!(problem["type"], format!("/problems/{code}"), "{problem}");
+        }
+        assert_eq!(balance(server, &ws, &customer).1["balance_cents"], 0, "nothing was credited");
+    });
+}
+
+#[test]
+fn readiness_reports_database_and_policy() {
+    each_backend(|server| {
+        let ready = server.get("/readyz");
+        assert_eq!((&ready["database"], &ready["policy"]), (&json!("ok"), &json!("api")));
+    });
+}

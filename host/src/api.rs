@@ -2,6 +2,7 @@
 //! body is size-limited, and every route learns its caller from one extractor.
 
 mod accounts;
+mod drafts;
 mod problem;
 
 use std::sync::Arc;
@@ -40,6 +41,13 @@ pub fn routes<S: Store>() -> Router<Arc<App<S>>> {
         .route("/v1/workspaces/{id}/ledger", get(accounts::ledger::<S>))
         .route("/v1/api-keys", post(accounts::create_api_key::<S>).get(accounts::list_api_keys::<S>))
         .route("/v1/api-keys/{id}/revoke", post(accounts::revoke_api_key::<S>))
+        .route("/v1/drafts", post(drafts::create::<S>).get(drafts::list::<S>))
+        .route("/v1/drafts/{id}", get(drafts::get_one::<S>).patch(drafts::update::<S>))
+        .route("/v1/drafts/{id}/preview", get(drafts::preview_draft::<S>))
+        .route("/v1/drafts/{id}/submit", post(drafts::submit::<S>))
+        .route("/v1/approvals", get(drafts::queue::<S>))
+        .route("/v1/approvals/{id}/approve", post(drafts::approve::<S>))
+        .route("/v1/approvals/{id}/reject", post(drafts::reject::<S>))
 }
 
 /// The authenticated caller of a request.

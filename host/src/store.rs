@@ -13,6 +13,7 @@ use serde::Serialize;
 use sqlx::FromRow;
 
 use crate::auth::{NewToken, Scope};
+use crate::model::MediaRef;
 
 /// Money and time as the API shows them.
 pub type Cents = i64;
@@ -121,6 +122,64 @@ pub fn parse_scopes(text: &str) -> Vec<Scope> {
     text.split_whitespace().filter_map(|name| serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()).collect()
 }
 
+/// A draft: text and media references, and the digest of that content.
+#[derive(Debug, Clone, Serialize)]
+pub struct Draft {
+    /// `drf_…`.
+    pub id: String,
+    /// The post text.
+    pub text: String,
+    /// The media references.
+    pub media: Vec<MediaRef>,
+    /// sha256 of the content; an approval binds to it.
+    pub content_digest: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// RFC 3339, UTC.
+    pub updated_at: String,
+}
+
+#[derive(FromRow)]
+struct DraftRow {
+    id: String,
+    text: String,
+    media: String,
+    content_digest: String,
+    created_at: String,
+    updated_at: String,
+}
+
+impl TryFrom<DraftRow> for Draft {
+    type Error = StoreError;
+
+    fn try_from(row: DraftRow) -> Result<Self, StoreError> {
+        let media = serde_json::from_str(&row.media).map_err(|err| StoreError::Corrupt(format!("draft `{}` media: {err}", row.id)))?;
+        Ok(Self { id: row.id, text: row.text, media, content_digest: row.content_digest, created_at: row.created_at, updated_at: row.updated_at })
+    }
+}
+
+/// An item of the approval queue, with whether it still covers the draft's content.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct Approval {
+    /// `apr_…`.
+    pub id: String,
+    /// The draft submitted.
+    pub draft_id: String,
+    /// The content digest submitted (and, once approved, approved).
+    pub content_digest: String,
+    /// `pending`, `approved` or `rejected`.
+    pub status: String,
+    /// Who submitted it: `customer` or the key's id.
+    pub submitted_by: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// When the customer decided.
+    pub decided_at: Option<String>,
+    /// The draft's digest now: when it differs, the draft changed and this item is void.
+    #[serde(skip)]
+    pub draft_digest: String,
+}
+
 /// What a top-up did.
 #[derive(Debug, Clone)]
 pub enum TopUp {
@@ -147,6 +206,9 @@ pub enum StoreError {
         /// What the operation requires.
         required_cents: Cents,
     },
+    /// A stored value could not be read back.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
@@ -179,7 +241,24 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn api_keys(&self, workspace_id: &str) -> impl Future<Output = Result<Vec<ApiKey>, StoreError>> + Send;
     /// Revokes a key of the workspace (idempotent); audited.
     fn revoke_api_key(&self, workspace_id: &str, key_id: &str) -> impl Future<Output = Result<ApiKey, StoreError>> + Send;
+    /// Stores a new draft.
+    fn create_draft(&self, workspace_id: &str, text: &str, media: &[MediaRef], digest: &str) -> impl Future<Output = Result<Draft, StoreError>> + Send;
+    /// The workspace's draft `id`.
+    fn draft(&self, workspace_id: &str, id: &str) -> impl Future<Output = Result<Draft, StoreError>> + Send;
+    /// The workspace's drafts with ids after `after`, in id order.
+    fn drafts(&self, workspace_id: &str, after: &str, limit: i64) -> impl Future<Output = Result<Vec<Draft>, StoreError>> + Send;
+    /// Replaces a draft's content (which voids approvals of the old content).
+    fn update_draft(&self, workspace_id: &str, id: &str, text: &str, media: &[MediaRef], digest: &str) -> impl Future<Output = Result<Draft, StoreError>> + Send;
+    /// Puts the draft's current content in the approval queue (once per content); audited.
+    fn submit_draft(&self, workspace_id: &str, draft_id: &str, submitted_by: &str) -> impl Future<Output = Result<Approval, StoreError>> + Send;
+    /// The workspace's approval queue, ids after `after`, in id order.
+    fn approvals(&self, workspace_id: &str, after: &str, limit: i64) -> impl Future<Output = Result<Vec<Approval>, StoreError>> + Send;
+    /// The customer approves or rejects a pending item whose content is current; audited.
+    fn decide(&self, workspace_id: &str, approval_id: &str, approve: bool) -> impl Future<Output = Result<Approval, StoreError>> + Send;
 }
+
+/// The columns of an approval joined with its draft's current digest.
+const APPROVAL_COLUMNS: &str = "a.id, a.draft_id, a.content_digest, a.status, a.submitted_by, a.created_at, a.decided_at, d.content_digest AS draft_digest";
 
 /// An id with a type prefix and 20 random alphanumeric characters.
 pub fn new_id(prefix: &str) -> String {
@@ -191,6 +270,11 @@ pub fn new_id(prefix: &str) -> String {
 /// Now, RFC 3339 in UTC with microseconds.
 pub fn now() -> String {
     humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+}
+
+/// Media references as stored: JSON.
+fn media_json(media: &[MediaRef]) -> Result<String, StoreError> {
+    serde_json::to_string(media).map_err(|err| StoreError::Corrupt(format!("media: {err}")))
 }
 
 fn is_unique_violation(err: &sqlx::Error) -> bool {
@@ -418,6 +502,153 @@ macro_rules! impl_store {
                 .ok_or(StoreError::NotFound)?;
                 tx.commit().await?;
                 Ok(row.into())
+            }
+
+            async fn create_draft(&self, workspace_id: &str, text: &str, media: &[MediaRef], digest: &str) -> Result<Draft, StoreError> {
+                let id = new_id("drf");
+                let at = now();
+                sqlx::query("INSERT INTO drafts (id, workspace_id, text, media, content_digest, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)")
+                    .bind(&id)
+                    .bind(workspace_id)
+                    .bind(text)
+                    .bind(media_json(media)?)
+                    .bind(digest)
+                    .bind(&at)
+                    .execute(&self.pool)
+                    .await?;
+                self.draft(workspace_id, &id).await
+            }
+
+            async fn draft(&self, workspace_id: &str, id: &str) -> Result<Draft, StoreError> {
+                sqlx::query_as::<_, DraftRow>("SELECT id, text, media, content_digest, created_at, updated_at FROM drafts WHERE id = $1 AND workspace_id = $2")
+                    .bind(id)
+                    .bind(workspace_id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or(StoreError::NotFound)?
+                    .try_into()
+            }
+
+            async fn drafts(&self, workspace_id: &str, after: &str, limit: i64) -> Result<Vec<Draft>, StoreError> {
+                sqlx::query_as::<_, DraftRow>(
+                    "SELECT id, text, media, content_digest, created_at, updated_at FROM drafts WHERE workspace_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+                )
+                .bind(workspace_id)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+                .into_iter()
+                .map(Draft::try_from)
+                .collect()
+            }
+
+            async fn update_draft(&self, workspace_id: &str, id: &str, text: &str, media: &[MediaRef], digest: &str) -> Result<Draft, StoreError> {
+                let updated = sqlx::query("UPDATE drafts SET text = $1, media = $2, content_digest = $3, updated_at = $4 WHERE id = $5 AND workspace_id = $6")
+                    .bind(text)
+                    .bind(media_json(media)?)
+                    .bind(digest)
+                    .bind(now())
+                    .bind(id)
+                    .bind(workspace_id)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                if updated == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                self.draft(workspace_id, id).await
+            }
+
+            async fn submit_draft(&self, workspace_id: &str, draft_id: &str, submitted_by: &str) -> Result<Approval, StoreError> {
+                let mut tx = self.write().await?;
+                let digest: Option<(String,)> = sqlx::query_as("SELECT content_digest FROM drafts WHERE id = $1 AND workspace_id = $2")
+                    .bind(draft_id)
+                    .bind(workspace_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some((digest,)) = digest else { return Err(StoreError::NotFound) };
+                let existing: Option<(String,)> = sqlx::query_as(
+                    "SELECT id FROM approvals WHERE draft_id = $1 AND content_digest = $2 AND status IN ('pending', 'approved')",
+                )
+                .bind(draft_id)
+                .bind(&digest)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let id = match existing {
+                    Some((id,)) => id,
+                    None => {
+                        let id = new_id("apr");
+                        sqlx::query(
+                            "INSERT INTO approvals (id, workspace_id, draft_id, content_digest, status, submitted_by, created_at) VALUES ($1, $2, $3, $4, 'pending', $5, $6)",
+                        )
+                        .bind(&id)
+                        .bind(workspace_id)
+                        .bind(draft_id)
+                        .bind(&digest)
+                        .bind(submitted_by)
+                        .bind(now())
+                        .execute(&mut *tx)
+                        .await?;
+                        audit(&mut tx, workspace_id, submitted_by, "draft.submit", &id).await?;
+                        id
+                    }
+                };
+                tx.commit().await?;
+                self.approval(workspace_id, &id).await
+            }
+
+            async fn approvals(&self, workspace_id: &str, after: &str, limit: i64) -> Result<Vec<Approval>, StoreError> {
+                Ok(sqlx::query_as::<_, Approval>(sqlx::AssertSqlSafe(format!(
+                    "SELECT {APPROVAL_COLUMNS} FROM approvals a JOIN drafts d ON d.id = a.draft_id WHERE a.workspace_id = $1 AND a.id > $2 ORDER BY a.id LIMIT $3"
+                )))
+                .bind(workspace_id)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn decide(&self, workspace_id: &str, approval_id: &str, approve: bool) -> Result<Approval, StoreError> {
+                let current = self.approval(workspace_id, approval_id).await?;
+                if current.status != "pending" {
+                    return Err(StoreError::Conflict(format!("this item was already {}", current.status)));
+                }
+                if current.content_digest != current.draft_digest {
+                    return Err(StoreError::Conflict("the draft changed after it was submitted; submit it again".into()));
+                }
+                let status = if approve { "approved" } else { "rejected" };
+                let mut tx = self.write().await?;
+                // Guarded on the status and on the draft still holding the submitted content.
+                let decided = sqlx::query(
+                    "UPDATE approvals SET status = $1, decided_at = $2 WHERE id = $3 AND workspace_id = $4 AND status = 'pending' AND content_digest = (SELECT content_digest FROM drafts WHERE id = approvals.draft_id)",
+                )
+                .bind(status)
+                .bind(now())
+                .bind(approval_id)
+                .bind(workspace_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if decided == 0 {
+                    return Err(StoreError::Conflict("the item or its draft changed meanwhile; look again".into()));
+                }
+                audit(&mut tx, workspace_id, "customer", if approve { "approval.approve" } else { "approval.reject" }, approval_id).await?;
+                tx.commit().await?;
+                self.approval(workspace_id, approval_id).await
+            }
+        }
+
+        impl $store {
+            async fn approval(&self, workspace_id: &str, id: &str) -> Result<Approval, StoreError> {
+                sqlx::query_as::<_, Approval>(sqlx::AssertSqlSafe(format!(
+                    "SELECT {APPROVAL_COLUMNS} FROM approvals a JOIN drafts d ON d.id = a.draft_id WHERE a.id = $1 AND a.workspace_id = $2"
+                )))
+                .bind(id)
+                .bind(workspace_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(StoreError::NotFound)
             }
         }
 

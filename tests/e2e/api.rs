@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::support::{Server, reference_gates, write_policy};
 
 /// A server on a fresh database of each backend under test.
-fn each_backend(test: impl Fn(&Server)) {
+pub fn each_backend(test: impl Fn(&Server)) {
     let dir = tempfile::tempdir().unwrap();
     let policy = write_policy(dir.path(), "api", &reference_gates());
     test(&Server::start(dir.path(), &policy, None));
@@ -53,10 +53,19 @@ fn admin(url: &str, statement: &str) {
 }
 
 /// The operator creates a workspace; its customer token comes back once.
-fn workspace(server: &Server, name: &str) -> (String, String) {
+pub fn workspace(server: &Server, name: &str) -> (String, String) {
     let (status, body, _) = server.call("POST", "/v1/workspaces", Some(&server.operator), Some(json!({"name": name})));
     assert_eq!(status, 201, "{body}");
     (body["workspace"]["id"].as_str().unwrap().to_owned(), body["customer_token"].as_str().unwrap().to_owned())
+}
+
+/// A funded workspace: its id, its customer token, and a key with `scopes`.
+pub fn funded_key(server: &Server, scopes: Value) -> (String, String, String) {
+    let (ws, customer) = workspace(server, "Funded");
+    top_up(server, &ws, 500, "funding");
+    let (status, created, _) = server.call("POST", "/v1/api-keys", Some(&customer), Some(json!({"label": "agent", "scopes": scopes})));
+    assert_eq!(status, 201, "{created}");
+    (ws, customer, created["secret"].as_str().unwrap().to_owned())
 }
 
 fn top_up(server: &Server, ws: &str, amount: i64, reference: &str) -> (u16, Value) {

@@ -82,7 +82,7 @@ impl Problem {
             )
             .with("balance_cents", balance_cents)
             .with("minimum_cents", required_cents),
-            StoreError::Database(err) => Self::internal(err),
+            err @ (StoreError::Database(_) | StoreError::Corrupt(_)) => Self::internal(err),
         }
     }
 }

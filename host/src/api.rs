@@ -2,6 +2,7 @@
 //! body is size-limited, and every route learns its caller from one extractor.
 
 mod accounts;
+mod destinations;
 mod drafts;
 mod problem;
 
@@ -30,6 +31,8 @@ pub struct App<S> {
     pub operator_hash: String,
     /// The active gate policy.
     pub policy: Arc<ActivePolicy>,
+    /// Seals provider tokens at rest.
+    pub secrets: crate::secrets::SecretBox,
 }
 
 /// The API routes, for a store chosen at start.
@@ -41,6 +44,12 @@ pub fn routes<S: Store>() -> Router<Arc<App<S>>> {
         .route("/v1/workspaces/{id}/ledger", get(accounts::ledger::<S>))
         .route("/v1/api-keys", post(accounts::create_api_key::<S>).get(accounts::list_api_keys::<S>))
         .route("/v1/api-keys/{id}/revoke", post(accounts::revoke_api_key::<S>))
+        .route("/v1/destinations", get(destinations::list::<S>))
+        .route("/v1/destinations/connect", post(destinations::connect::<S>))
+        .route("/v1/destinations/callback", get(destinations::callback::<S>))
+        .route("/v1/destinations/{id}", axum::routing::delete(destinations::disconnect::<S>))
+        .route("/v1/destinations/{id}/review", axum::routing::put(destinations::review::<S>))
+        .route("/sandbox/consent", get(destinations::sandbox_consent))
         .route("/v1/drafts", post(drafts::create::<S>).get(drafts::list::<S>))
         .route("/v1/drafts/{id}", get(drafts::get_one::<S>).patch(drafts::update::<S>))
         .route("/v1/drafts/{id}/preview", get(drafts::preview_draft::<S>))

@@ -13,5 +13,7 @@ pub mod engine;
 pub mod model;
 pub mod policy;
 pub mod preview;
+pub mod providers;
+pub mod secrets;
 pub mod server;
 pub mod store;

@@ -180,6 +180,28 @@ pub struct Approval {
     pub draft_digest: String,
 }
 
+/// A connected (or once connected) destination. Never holds its token.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct Destination {
+    /// `dst_…`.
+    pub id: String,
+    /// The workspace that connected it.
+    pub workspace_id: String,
+    /// The provider, e.g. `sandbox`.
+    pub provider: String,
+    /// False once disconnected: then it can no longer be used.
+    pub connected: bool,
+    /// `none`, `pending`, `approved` or `rejected`, as the operator set it.
+    pub provider_review: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// When the customer disconnected it.
+    pub disconnected_at: Option<String>,
+}
+
+/// The columns of a destination the API may show: never `sealed_token`.
+const DESTINATION_COLUMNS: &str = "id, workspace_id, provider, connected, provider_review, created_at, disconnected_at";
+
 /// What a top-up did.
 #[derive(Debug, Clone)]
 pub enum TopUp {
@@ -255,6 +277,18 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn approvals(&self, workspace_id: &str, after: &str, limit: i64) -> impl Future<Output = Result<Vec<Approval>, StoreError>> + Send;
     /// The customer approves or rejects a pending item whose content is current; audited.
     fn decide(&self, workspace_id: &str, approval_id: &str, approve: bool) -> impl Future<Output = Result<Approval, StoreError>> + Send;
+    /// Records a consent flow in progress, known by the hash of its state.
+    fn begin_consent(&self, workspace_id: &str, provider: &str, state_hash: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Uses a consent (once, within `max_age`): the workspace and provider it was for.
+    fn take_consent(&self, state_hash: &str, max_age: std::time::Duration) -> impl Future<Output = Result<(String, String), StoreError>> + Send;
+    /// Stores a connected destination with its sealed token; audited.
+    fn connect_destination(&self, id: &str, workspace_id: &str, provider: &str, sealed_token: &str) -> impl Future<Output = Result<Destination, StoreError>> + Send;
+    /// Destinations of a workspace, or of every workspace when `None`.
+    fn destinations(&self, workspace_id: Option<&str>) -> impl Future<Output = Result<Vec<Destination>, StoreError>> + Send;
+    /// Disconnects a destination and wipes its token; audited.
+    fn disconnect_destination(&self, workspace_id: &str, id: &str) -> impl Future<Output = Result<Destination, StoreError>> + Send;
+    /// Sets a destination's provider-review state (operator); audited.
+    fn set_review(&self, id: &str, review: &str) -> impl Future<Output = Result<Destination, StoreError>> + Send;
 }
 
 /// The columns of an approval joined with its draft's current digest.
@@ -637,9 +671,113 @@ macro_rules! impl_store {
                 tx.commit().await?;
                 self.approval(workspace_id, approval_id).await
             }
+
+            async fn begin_consent(&self, workspace_id: &str, provider: &str, state_hash: &str) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO consents (state_hash, workspace_id, provider, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(state_hash)
+                    .bind(workspace_id)
+                    .bind(provider)
+                    .bind(now())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn take_consent(&self, state_hash: &str, max_age: std::time::Duration) -> Result<(String, String), StoreError> {
+                let mut tx = self.write().await?;
+                let consent: Option<(String, String, String)> = sqlx::query_as(
+                    "SELECT workspace_id, provider, created_at FROM consents WHERE state_hash = $1 AND used_at IS NULL",
+                )
+                .bind(state_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((workspace_id, provider, created_at)) = consent else { return Err(StoreError::NotFound) };
+                let fresh = humantime::parse_rfc3339(&created_at)
+                    .ok()
+                    .and_then(|at| at.elapsed().ok())
+                    .is_some_and(|age| age <= max_age);
+                if !fresh {
+                    return Err(StoreError::Conflict("the consent expired; start connecting again".into()));
+                }
+                sqlx::query("UPDATE consents SET used_at = $1 WHERE state_hash = $2").bind(now()).bind(state_hash).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok((workspace_id, provider))
+            }
+
+            async fn connect_destination(&self, id: &str, workspace_id: &str, provider: &str, sealed_token: &str) -> Result<Destination, StoreError> {
+                let mut tx = self.write().await?;
+                sqlx::query(
+                    "INSERT INTO destinations (id, workspace_id, provider, connected, provider_review, sealed_token, created_at) VALUES ($1, $2, $3, TRUE, 'none', $4, $5)",
+                )
+                .bind(id)
+                .bind(workspace_id)
+                .bind(provider)
+                .bind(sealed_token)
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
+                audit(&mut tx, workspace_id, "customer", "destination.connect", id).await?;
+                tx.commit().await?;
+                self.destination(id).await
+            }
+
+            async fn destinations(&self, workspace_id: Option<&str>) -> Result<Vec<Destination>, StoreError> {
+                let query = match workspace_id {
+                    Some(_) => format!("SELECT {DESTINATION_COLUMNS} FROM destinations WHERE workspace_id = $1 ORDER BY id"),
+                    None => format!("SELECT {DESTINATION_COLUMNS} FROM destinations ORDER BY id"),
+                };
+                let mut query = sqlx::query_as::<_, Destination>(sqlx::AssertSqlSafe(query));
+                if let Some(workspace_id) = workspace_id {
+                    query = query.bind(workspace_id);
+                }
+                Ok(query.fetch_all(&self.pool).await?)
+            }
+
+            async fn disconnect_destination(&self, workspace_id: &str, id: &str) -> Result<Destination, StoreError> {
+                let mut tx = self.write().await?;
+                let changed = sqlx::query(
+                    "UPDATE destinations SET connected = FALSE, sealed_token = NULL, disconnected_at = $1 WHERE id = $2 AND workspace_id = $3 AND connected = TRUE",
+                )
+                .bind(now())
+                .bind(id)
+                .bind(workspace_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if changed == 1 {
+                    audit(&mut tx, workspace_id, "customer", "destination.disconnect", id).await?;
+                }
+                tx.commit().await?;
+                let destination = self.destination(id).await?;
+                if destination.workspace_id != workspace_id {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(destination)
+            }
+
+            async fn set_review(&self, id: &str, review: &str) -> Result<Destination, StoreError> {
+                let mut tx = self.write().await?;
+                let workspace: Option<(String,)> = sqlx::query_as("UPDATE destinations SET provider_review = $1 WHERE id = $2 RETURNING workspace_id")
+                    .bind(review)
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some((workspace_id,)) = workspace else { return Err(StoreError::NotFound) };
+                audit(&mut tx, &workspace_id, "operator", &format!("destination.review.{review}"), id).await?;
+                tx.commit().await?;
+                self.destination(id).await
+            }
         }
 
         impl $store {
+            async fn destination(&self, id: &str) -> Result<Destination, StoreError> {
+                sqlx::query_as::<_, Destination>(sqlx::AssertSqlSafe(format!("SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id = $1")))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or(StoreError::NotFound)
+            }
+
             async fn approval(&self, workspace_id: &str, id: &str) -> Result<Approval, StoreError> {
                 sqlx::query_as::<_, Approval>(sqlx::AssertSqlSafe(format!(
                     "SELECT {APPROVAL_COLUMNS} FROM approvals a JOIN drafts d ON d.id = a.draft_id WHERE a.id = $1 AND a.workspace_id = $2"

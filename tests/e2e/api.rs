@@ -7,12 +7,17 @@ use crate::support::{Server, reference_gates, write_policy};
 
 /// A server on a fresh database of each backend under test.
 pub fn each_backend(test: impl Fn(&Server)) {
+    each_backend_in(|server, _| test(server));
+}
+
+/// The same, also giving the data directory (the SQLite file is in it).
+pub fn each_backend_in(test: impl Fn(&Server, &std::path::Path)) {
     let dir = tempfile::tempdir().unwrap();
     let policy = write_policy(dir.path(), "api", &reference_gates());
-    test(&Server::start(dir.path(), &policy, None));
+    test(&Server::start(dir.path(), &policy, None), dir.path());
     if let Ok(base) = std::env::var("POSTGATE_TEST_POSTGRES_URL") {
         let database = FreshPostgres::create(&base);
-        test(&Server::start(dir.path(), &policy, Some(&database.url)));
+        test(&Server::start(dir.path(), &policy, Some(&database.url)), dir.path());
     }
 }
 

@@ -8,6 +8,7 @@
 mod api;
 mod authoring;
 mod cli;
+mod destinations;
 mod drafts;
 mod hostile;
 mod policy_files;

@@ -137,6 +137,8 @@ pub struct Server {
     pub log: Arc<Mutex<String>>,
     /// Its operator token.
     pub operator: String,
+    /// Every response so far: status, headers and body, as text.
+    pub transcript: Mutex<String>,
     agent: ureq::Agent,
 }
 
@@ -164,7 +166,7 @@ impl Server {
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
         let base = first.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line `{first}`: {}", log.lock().unwrap())).to_owned();
         let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        Self { child, base, log, operator, agent }
+        Self { child, base, log, operator, transcript: Mutex::new(String::new()), agent }
     }
 
     /// GETs `path` and reads JSON, failing on any error status.
@@ -195,6 +197,8 @@ impl Server {
         let status = response.status().as_u16();
         let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
         let text = response.body_mut().read_to_string().unwrap_or_default();
+        let mut transcript = self.transcript.lock().unwrap();
+        transcript.push_str(&format!("{method} {path} -> {status}\n{:?}\n{text}\n", response.headers()));
         (status, serde_json::from_str(&text).unwrap_or(Value::Null), content_type)
     }
 

@@ -10,6 +10,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::{CliError, Context, Exit, internal, invalid};
 use crate::api::App;
 use crate::auth::{self, TokenKind};
+use crate::secrets::SecretBox;
 use crate::server::{self, ActivePolicy};
 use crate::store::{self, Store};
 
@@ -30,34 +31,50 @@ pub struct Args {
 
 /// The environment variable holding the operator's token.
 const OPERATOR_TOKEN_ENV: &str = "POSTGATE_OPERATOR_TOKEN";
+/// The environment variable holding the provider-token key (64 hex digits).
+const SECRET_KEY_ENV: &str = "POSTGATE_SECRET_KEY";
 
 /// The operator token's hash: from the environment, or from a file in the
-/// data directory, minted (readable by its owner only) at first start.
+/// data directory, minted at first start.
 fn operator_hash(data_dir: &Path) -> anyhow::Result<String> {
-    if let Ok(token) = std::env::var(OPERATOR_TOKEN_ENV) {
-        if auth::kind_of(token.trim()) != Some(TokenKind::Operator) {
-            anyhow::bail!("{OPERATOR_TOKEN_ENV} is not an operator token (`pgo_…` as postgate mints them)");
-        }
-        return Ok(auth::hash(token.trim()));
+    let token = configured(OPERATOR_TOKEN_ENV, &data_dir.join("operator-token"), || auth::mint(TokenKind::Operator).secret)?;
+    if auth::kind_of(&token) != Some(TokenKind::Operator) {
+        anyhow::bail!("the operator token is not one (`pgo_…` as postgate mints them)");
     }
-    let path = data_dir.join("operator-token");
-    match std::fs::read_to_string(&path) {
-        Ok(token) if auth::kind_of(token.trim()) == Some(TokenKind::Operator) => {
-            tracing::info!(path = %path.display(), "operator token read from file");
-            Ok(auth::hash(token.trim()))
+    Ok(auth::hash(&token))
+}
+
+/// The key sealing provider tokens: from the environment, or from a file in
+/// the data directory, minted at first start.
+fn secret_box(data_dir: &Path) -> anyhow::Result<SecretBox> {
+    let key = configured(SECRET_KEY_ENV, &data_dir.join("secret-key"), SecretBox::new_key)?;
+    SecretBox::from_hex(&key).ok_or_else(|| anyhow!("the provider-token key must be {} bytes as hex", crate::secrets::KEY_BYTES))
+}
+
+/// A secret from `env`, or from `file`, which `mint` fills at first start,
+/// readable by its owner only. The log says where, never what.
+fn configured(env: &str, file: &Path, mint: impl FnOnce() -> String) -> anyhow::Result<String> {
+    if let Ok(value) = std::env::var(env) {
+        return Ok(value.trim().to_owned());
+    }
+    match std::fs::read_to_string(file) {
+        Ok(value) => {
+            tracing::info!(path = %file.display(), "secret read from file");
+            Ok(value.trim().to_owned())
         }
-        Ok(_) => anyhow::bail!("`{}` does not hold an operator token", path.display()),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             use std::io::Write as _;
             use std::os::unix::fs::OpenOptionsExt as _;
-            std::fs::create_dir_all(data_dir)?;
-            let token = auth::mint(TokenKind::Operator);
-            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
-            file.write_all(token.secret.as_bytes())?;
-            tracing::info!(path = %path.display(), "operator token minted; it is in this file, readable by its owner only");
-            Ok(token.hash)
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let value = mint();
+            let mut out = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(file)?;
+            out.write_all(value.as_bytes())?;
+            tracing::info!(path = %file.display(), "secret minted into this file, readable by its owner only");
+            Ok(value)
         }
-        Err(err) => Err(anyhow!("cannot read `{}`: {err}", path.display())),
+        Err(err) => Err(anyhow!("cannot read `{}`: {err}", file.display())),
     }
 }
 
@@ -85,6 +102,7 @@ pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
         tracing::error!(gate, %fault, "gate cannot load; it denies every request until the policy is fixed");
     }
     let operator_hash = operator_hash(&context.data_dir).map_err(invalid)?;
+    let secrets = secret_box(&context.data_dir).map_err(invalid)?;
     let url = match args.database_url {
         Some(url) => url,
         None => {
@@ -101,11 +119,11 @@ pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
             if url.starts_with("postgres://") || url.starts_with("postgresql://") {
                 let store = store::postgres::connect(&url).await.map_err(|err| invalid(anyhow!("cannot open the PostgreSQL database: {err}")))?;
                 tracing::info!(backend = "postgresql", "database ready");
-                serve(args.listen, App { store, operator_hash, policy: active }).await.map_err(internal)
+                serve(args.listen, App { store, operator_hash, policy: active, secrets }).await.map_err(internal)
             } else if url.starts_with("sqlite:") {
                 let store = store::sqlite::connect(&url).await.map_err(|err| invalid(anyhow!("cannot open the SQLite database: {err}")))?;
                 tracing::info!(backend = "sqlite", "database ready");
-                serve(args.listen, App { store, operator_hash, policy: active }).await.map_err(internal)
+                serve(args.listen, App { store, operator_hash, policy: active, secrets }).await.map_err(internal)
             } else {
                 Err(invalid(anyhow!("--database-url must start with `postgres://` or `sqlite:`")))
             }

@@ -1,0 +1,157 @@
+//! Destinations: connected only by the customer through the provider's
+//! consent flow, disconnected at once, reviewed by the operator.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Html;
+use serde::{Deserialize, Serialize};
+
+use super::{App, Body, Caller, Problem, customer_of, workspace_access};
+use crate::auth::{self, Principal, Scope, TokenKind};
+use crate::providers;
+use crate::store::{Destination, Store, new_id};
+
+/// How long a consent flow may take, from `connect` to the callback.
+const CONSENT_MAX_AGE: Duration = Duration::from_secs(15 * 60);
+
+/// `POST /v1/destinations/connect`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connect {
+    provider: String,
+}
+
+/// Where the customer gives consent, and the state that ties the callback to this request.
+#[derive(Serialize)]
+pub struct ConsentStarted {
+    consent_url: String,
+    state: String,
+    expires_in_seconds: u64,
+}
+
+/// Starts connecting a destination: the customer only (an API key never connects one).
+pub async fn connect<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    Body(body): Body<Connect>,
+) -> Result<(StatusCode, Json<ConsentStarted>), Problem> {
+    let workspace_id = match &caller {
+        Principal::ApiKey { .. } => return Err(Problem::forbidden("an API key cannot connect a destination: the customer does, through the provider's consent")),
+        _ => customer_of(&caller)?,
+    };
+    let provider = providers::provider(&body.provider)
+        .ok_or_else(|| Problem::invalid(format!("provider `{}` has no consent flow on this server; available: sandbox", body.provider)))?;
+    // The state is a one-time secret: only its hash is stored.
+    let state = auth::mint(TokenKind::Customer).secret.replacen("pgc_", "cst_", 1);
+    app.store.begin_consent(workspace_id, provider.name(), &auth::hash(&state)).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
+    let started = ConsentStarted { consent_url: provider.consent_url(&state), state, expires_in_seconds: CONSENT_MAX_AGE.as_secs() };
+    Ok((StatusCode::CREATED, Json(started)))
+}
+
+/// `?state=…&code=…`, as the provider redirects back.
+#[derive(Deserialize)]
+pub struct Callback {
+    state: String,
+    code: String,
+}
+
+/// Completes a consent flow: the state proves which customer started it.
+pub async fn callback<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    query: Result<Query<Callback>, axum::extract::rejection::QueryRejection>,
+) -> Result<(StatusCode, Json<Destination>), Problem> {
+    let Query(callback) = query.map_err(|rejection| Problem::invalid(rejection.body_text()))?;
+    let (workspace_id, provider_name) = app
+        .store
+        .take_consent(&auth::hash(&callback.state), CONSENT_MAX_AGE)
+        .await
+        .map_err(|e| Problem::from_store(e, "consent", "in progress"))?;
+    let provider = providers::provider(&provider_name).ok_or_else(|| Problem::internal(format!("provider `{provider_name}` vanished")))?;
+    let token = provider.exchange(&callback.code).map_err(|err| Problem::invalid(err.to_string()))?;
+    let id = new_id("dst");
+    let sealed = app.secrets.seal(&token, &id).map_err(Problem::internal)?;
+    drop(token);
+    let destination = app
+        .store
+        .connect_destination(&id, &workspace_id, provider.name(), &sealed)
+        .await
+        .map_err(|e| Problem::from_store(e, "workspace", &workspace_id))?;
+    Ok((StatusCode::CREATED, Json(destination)))
+}
+
+/// `?state=…`.
+#[derive(Deserialize)]
+pub struct ConsentPage {
+    state: String,
+}
+
+/// The sandbox provider's consent page.
+pub async fn sandbox_consent(Query(page): Query<ConsentPage>) -> Html<String> {
+    Html(providers::sandbox_consent_page(&page.state))
+}
+
+/// The destinations a caller may see.
+#[derive(Serialize)]
+pub struct Destinations {
+    destinations: Vec<Destination>,
+}
+
+/// Lists destinations, never their tokens: the operator (all), the customer, a key with `destinations:read`.
+pub async fn list<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller) -> Result<Json<Destinations>, Problem> {
+    let workspace_id = match &caller {
+        Principal::Operator => None,
+        Principal::Customer { workspace_id } | Principal::ApiKey { workspace_id, .. } => {
+            workspace_access(&caller, workspace_id, Scope::DestinationsRead)?;
+            Some(workspace_id.as_str())
+        }
+    };
+    let destinations = app.store.destinations(workspace_id).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id.unwrap_or("")))?;
+    Ok(Json(Destinations { destinations }))
+}
+
+/// Disconnects a destination (the customer only): unusable at once, its token wiped.
+pub async fn disconnect<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, Path(id): Path<String>) -> Result<Json<Destination>, Problem> {
+    let workspace_id = customer_of(&caller)?;
+    Ok(Json(app.store.disconnect_destination(workspace_id, &id).await.map_err(|e| Problem::from_store(e, "destination", &id))?))
+}
+
+/// `PUT /v1/destinations/{id}/review`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Review {
+    state: ReviewState,
+}
+
+/// A provider-review state the operator can set.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum ReviewState {
+    /// Under review.
+    Pending,
+    /// Approved by the provider.
+    Approved,
+    /// Rejected by the provider.
+    Rejected,
+}
+
+/// Sets a destination's provider-review state: the operator only.
+pub async fn review<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    Body(body): Body<Review>,
+) -> Result<Json<Destination>, Problem> {
+    if caller != Principal::Operator {
+        return Err(Problem::forbidden("only the operator records provider reviews"));
+    }
+    let state = match body.state {
+        ReviewState::Pending => "pending",
+        ReviewState::Approved => "approved",
+        ReviewState::Rejected => "rejected",
+    };
+    Ok(Json(app.store.set_review(&id, state).await.map_err(|e| Problem::from_store(e, "destination", &id))?))
+}

@@ -44,6 +44,7 @@ pub fn routes<S: Store>() -> Router<Arc<App<S>>> {
         .route("/v1/workspaces/{id}/ledger", get(accounts::ledger::<S>))
         .route("/v1/api-keys", post(accounts::create_api_key::<S>).get(accounts::list_api_keys::<S>))
         .route("/v1/api-keys/{id}/revoke", post(accounts::revoke_api_key::<S>))
+        .route("/v1/audit", get(accounts::audit::<S>))
         .route("/v1/destinations", get(destinations::list::<S>))
         .route("/v1/destinations/connect", post(destinations::connect::<S>))
         .route("/v1/destinations/callback", get(destinations::callback::<S>))

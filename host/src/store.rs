@@ -202,6 +202,24 @@ pub struct Destination {
 /// The columns of a destination the API may show: never `sealed_token`.
 const DESTINATION_COLUMNS: &str = "id, workspace_id, provider, connected, provider_review, created_at, disconnected_at";
 
+/// One state change, as the audit trail records it.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct AuditRecord {
+    /// Position in the trail: the pagination cursor.
+    #[serde(skip)]
+    pub seq: i64,
+    /// The workspace it concerns.
+    pub workspace_id: Option<String>,
+    /// Who did it: `operator`, `customer`, or a key's id.
+    pub actor: String,
+    /// What was done, e.g. `api_key.revoke`.
+    pub action: String,
+    /// The id of what it was done to.
+    pub subject: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
 /// What a top-up did.
 #[derive(Debug, Clone)]
 pub enum TopUp {
@@ -289,6 +307,8 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn disconnect_destination(&self, workspace_id: &str, id: &str) -> impl Future<Output = Result<Destination, StoreError>> + Send;
     /// Sets a destination's provider-review state (operator); audited.
     fn set_review(&self, id: &str, review: &str) -> impl Future<Output = Result<Destination, StoreError>> + Send;
+    /// The audit trail of a workspace (of all, when `None`) after cursor `after`, oldest first.
+    fn audit_trail(&self, workspace_id: Option<&str>, after: i64, limit: i64) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
 }
 
 /// The columns of an approval joined with its draft's current digest.
@@ -753,6 +773,19 @@ macro_rules! impl_store {
                     return Err(StoreError::NotFound);
                 }
                 Ok(destination)
+            }
+
+            async fn audit_trail(&self, workspace_id: Option<&str>, after: i64, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {
+                let filter = if workspace_id.is_some() { "workspace_id = $3 AND" } else { "" };
+                let mut query = sqlx::query_as::<_, AuditRecord>(sqlx::AssertSqlSafe(format!(
+                    "SELECT seq, workspace_id, actor, action, subject, created_at FROM audit WHERE {filter} seq > $1 ORDER BY seq LIMIT $2"
+                )))
+                .bind(after)
+                .bind(limit);
+                if let Some(workspace_id) = workspace_id {
+                    query = query.bind(workspace_id);
+                }
+                Ok(query.fetch_all(&self.pool).await?)
             }
 
             async fn set_review(&self, id: &str, review: &str) -> Result<Destination, StoreError> {

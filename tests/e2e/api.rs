@@ -222,3 +222,26 @@ fn readiness_reports_database_and_policy() {
         assert_eq!((&ready["database"], &ready["policy"]), (&json!("ok"), &json!("api")));
     });
 }
+
+#[test]
+fn every_state_change_is_in_the_audit_trail() {
+    each_backend(|server| {
+        let (ws, customer, key) = funded_key(server, json!(["account:read"]));
+        let (_, keys, _) = server.call("GET", "/v1/api-keys", Some(&customer), None);
+        let key_id = keys["keys"][0]["id"].as_str().unwrap().to_owned();
+        server.call("POST", &format!("/v1/api-keys/{key_id}/revoke"), Some(&customer), None);
+        let (status, trail, _) = server.call("GET", "/v1/audit", Some(&customer), None);
+        assert_eq!(status, 200, "{trail}");
+        let actions: Vec<&str> = trail["records"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
+        assert_eq!(actions, ["workspace.create", "credits.top_up", "api_key.create", "api_key.revoke"]);
+        assert!(trail["records"].as_array().unwrap().iter().all(|r| r["workspace_id"] == json!(ws)));
+        let (status, _, _) = server.call("GET", "/v1/audit", Some(&key), None);
+        assert_eq!(status, 401, "the revoked key reads nothing");
+        let (_, other_customer) = workspace(server, "Other");
+        let (_, theirs, _) = server.call("GET", "/v1/audit", Some(&other_customer), None);
+        assert_eq!(theirs["records"].as_array().unwrap().len(), 1, "another workspace sees only its own creation");
+        let (_, page, _) = server.call("GET", "/v1/audit?limit=2", Some(&server.operator), None);
+        let (_, next, _) = server.call("GET", &format!("/v1/audit?limit=2&after={}", page["next_cursor"].as_str().unwrap()), Some(&server.operator), None);
+        assert_ne!(page["records"][0], next["records"][0]);
+    });
+}

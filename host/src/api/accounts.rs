@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{App, Body, Caller, Problem, customer_of, workspace_access};
 use crate::auth::{self, Principal, Scope, TokenKind};
-use crate::store::{ApiKey, LedgerEntry, Store, TopUp, Workspace};
+use crate::store::{ApiKey, AuditRecord, LedgerEntry, Store, TopUp, Workspace};
 
 /// Creating an API key needs this balance: $5.
 pub const API_KEY_MIN_BALANCE_CENTS: i64 = 500;
@@ -108,12 +108,31 @@ pub async fn balance<S: Store>(
     Ok(Json(Balance { workspace_id: workspace.id, balance_cents: workspace.balance_cents }))
 }
 
-/// `?after=CURSOR&limit=N`.
+/// `?after=CURSOR&limit=N`, where cursors are `c` and a sequence number.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     after: Option<String>,
     limit: Option<i64>,
+}
+
+impl PageQuery {
+    /// The sequence number to start after and the page size, checked.
+    fn bounds(&self) -> Result<(i64, i64), Problem> {
+        let after = match self.after.as_deref() {
+            None => 0,
+            Some(cursor) => cursor
+                .strip_prefix('c')
+                .and_then(|n| n.parse::<i64>().ok())
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| Problem::invalid(format!("`after` cursor `{cursor}` is not one this API gave out")))?,
+        };
+        let limit = self.limit.unwrap_or(PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(Problem::invalid(format!("`limit` must be 1 to {MAX_PAGE}")));
+        }
+        Ok((after, limit))
+    }
 }
 
 /// One page of the ledger, and the cursor of the next when there is one.
@@ -132,18 +151,41 @@ pub async fn ledger<S: Store>(
 ) -> Result<Json<LedgerPage>, Problem> {
     workspace_access(&caller, &id, Scope::AccountRead)?;
     let Query(query) = query.map_err(|rejection| Problem::invalid(rejection.body_text()))?;
-    let after = match query.after.as_deref() {
-        None => 0,
-        Some(cursor) => cursor.strip_prefix("c").and_then(|n| n.parse::<i64>().ok()).filter(|n| *n >= 0).ok_or_else(|| Problem::invalid(format!("`after` cursor `{cursor}` is not one this API gave out")))?,
-    };
-    let limit = query.limit.unwrap_or(PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(Problem::invalid(format!("`limit` must be 1 to {MAX_PAGE}")));
-    }
+    let (after, limit) = query.bounds()?;
     app.store.workspace(&id).await.map_err(|e| Problem::from_store(e, "workspace", &id))?;
     let entries = app.store.ledger(&id, after, limit).await.map_err(|e| Problem::from_store(e, "workspace", &id))?;
-    let next_cursor = (entries.len() as i64 == limit).then(|| entries.last().map(|e| format!("c{}", e.seq))).flatten();
+    let next_cursor = next_cursor(&entries, limit, |e| e.seq);
     Ok(Json(LedgerPage { entries, next_cursor }))
+}
+
+/// One page of the audit trail.
+#[derive(Serialize)]
+pub struct AuditPage {
+    records: Vec<AuditRecord>,
+    next_cursor: Option<String>,
+}
+
+/// Reads the audit trail: the customer of their workspace, the operator of every workspace.
+pub async fn audit<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AuditPage>, Problem> {
+    let workspace_id = match &caller {
+        Principal::Operator => None,
+        Principal::Customer { workspace_id } => Some(workspace_id.as_str()),
+        Principal::ApiKey { .. } => return Err(Problem::forbidden("the audit trail is the customer's")),
+    };
+    let Query(query) = query.map_err(|rejection| Problem::invalid(rejection.body_text()))?;
+    let (after, limit) = query.bounds()?;
+    let records = app.store.audit_trail(workspace_id, after, limit).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id.unwrap_or("")))?;
+    let next_cursor = next_cursor(&records, limit, |r| r.seq);
+    Ok(Json(AuditPage { records, next_cursor }))
+}
+
+/// The cursor after the last item of a full page.
+fn next_cursor<T>(items: &[T], limit: i64, seq: impl Fn(&T) -> i64) -> Option<String> {
+    if items.len() as i64 == limit { items.last().map(|last| format!("c{}", seq(last))) } else { None }
 }
 
 /// `POST /v1/api-keys`.

@@ -5,6 +5,7 @@ mod accounts;
 mod destinations;
 mod drafts;
 mod problem;
+mod usage;
 
 use std::sync::Arc;
 
@@ -33,10 +34,12 @@ pub struct App<S> {
     pub policy: Arc<ActivePolicy>,
     /// Seals provider tokens at rest.
     pub secrets: crate::secrets::SecretBox,
+    /// Per-key rate limits.
+    pub rate_limits: usage::RateLimits,
 }
 
-/// The API routes, for a store chosen at start.
-pub fn routes<S: Store>() -> Router<Arc<App<S>>> {
+/// The API routes, for a store chosen at start; API-key requests are attributed to their key.
+pub fn routes<S: Store>(app: &Arc<App<S>>) -> Router<Arc<App<S>>> {
     Router::new()
         .route("/v1/workspaces", post(accounts::create_workspace::<S>))
         .route("/v1/workspaces/{id}/credits", post(accounts::top_up::<S>))
@@ -44,6 +47,7 @@ pub fn routes<S: Store>() -> Router<Arc<App<S>>> {
         .route("/v1/workspaces/{id}/ledger", get(accounts::ledger::<S>))
         .route("/v1/api-keys", post(accounts::create_api_key::<S>).get(accounts::list_api_keys::<S>))
         .route("/v1/api-keys/{id}/revoke", post(accounts::revoke_api_key::<S>))
+        .route("/v1/api-keys/{id}/usage", get(usage::key_usage::<S>))
         .route("/v1/audit", get(accounts::audit::<S>))
         .route("/v1/destinations", get(destinations::list::<S>))
         .route("/v1/destinations/connect", post(destinations::connect::<S>))
@@ -58,6 +62,7 @@ pub fn routes<S: Store>() -> Router<Arc<App<S>>> {
         .route("/v1/approvals", get(drafts::queue::<S>))
         .route("/v1/approvals/{id}/approve", post(drafts::approve::<S>))
         .route("/v1/approvals/{id}/reject", post(drafts::reject::<S>))
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(app), usage::record::<S>))
 }
 
 /// The authenticated caller of a request.
@@ -78,11 +83,14 @@ impl<S: Store> FromRequestParts<Arc<App<S>>> for Caller {
         let record = record.filter(|r| r.revoked_at.is_none() && auth::same_hash(&r.hash, &hash)).ok_or_else(Problem::invalid_token)?;
         Ok(Self(match (kind, record.kind.as_str()) {
             (TokenKind::Customer, "customer") => Principal::Customer { workspace_id: record.workspace_id },
-            (TokenKind::ApiKey, "api_key") => Principal::ApiKey {
-                id: record.id,
-                workspace_id: record.workspace_id,
-                scopes: crate::store::parse_scopes(&record.scopes),
-            },
+            (TokenKind::ApiKey, "api_key") => {
+                if let Some(slot) = parts.extensions.get::<usage::UsageSlot>() {
+                    slot.attribute(&record.id, &record.workspace_id);
+                }
+                let per_minute = u32::try_from(record.rate_limit_per_minute).unwrap_or(u32::MAX);
+                app.rate_limits.check(&record.id, per_minute).map_err(|wait| Problem::rate_limited(per_minute, wait))?;
+                Principal::ApiKey { id: record.id, workspace_id: record.workspace_id, scopes: crate::store::parse_scopes(&record.scopes) }
+            }
             _ => return Err(Problem::invalid_token()),
         }))
     }

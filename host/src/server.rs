@@ -72,7 +72,7 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<S>))
         .route("/v1/gates", get(gates::<S>))
-        .merge(api::routes::<S>())
+        .merge(api::routes::<S>(&app))
         .fallback(no_route)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)

@@ -62,6 +62,8 @@ pub struct ApiKey {
     pub display_prefix: String,
     /// What the key may do.
     pub scopes: Vec<Scope>,
+    /// Requests per minute the key may make.
+    pub rate_limit_per_minute: i64,
     /// RFC 3339, UTC.
     pub created_at: String,
     /// When it last authenticated a request.
@@ -85,6 +87,8 @@ pub struct TokenRecord {
     pub hash: String,
     /// When it was revoked.
     pub revoked_at: Option<String>,
+    /// Requests per minute the key may make.
+    pub rate_limit_per_minute: i64,
 }
 
 #[derive(FromRow)]
@@ -93,6 +97,7 @@ struct ApiKeyRow {
     label: String,
     display_prefix: String,
     scopes: String,
+    rate_limit_per_minute: i64,
     created_at: String,
     last_used_at: Option<String>,
     revoked_at: Option<String>,
@@ -105,6 +110,7 @@ impl From<ApiKeyRow> for ApiKey {
             label: row.label,
             display_prefix: row.display_prefix,
             scopes: parse_scopes(&row.scopes),
+            rate_limit_per_minute: row.rate_limit_per_minute,
             created_at: row.created_at,
             last_used_at: row.last_used_at,
             revoked_at: row.revoked_at,
@@ -220,6 +226,30 @@ pub struct AuditRecord {
     pub created_at: String,
 }
 
+/// How often a key called one route with one outcome.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct UsageCount {
+    /// The HTTP method.
+    pub method: String,
+    /// The route pattern, e.g. `/v1/drafts/{id}`.
+    pub route: String,
+    /// The response status.
+    pub status: i64,
+    /// How many requests.
+    pub count: i64,
+}
+
+/// What a new API key is to be.
+#[derive(Debug, Clone, Copy)]
+pub struct NewKey<'a> {
+    /// The owner's label.
+    pub label: &'a str,
+    /// What it may do.
+    pub scopes: &'a [Scope],
+    /// Requests per minute it may make.
+    pub rate_limit_per_minute: i64,
+}
+
 /// What a top-up did.
 #[derive(Debug, Clone)]
 pub enum TopUp {
@@ -272,8 +302,7 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn create_api_key(
         &self,
         workspace_id: &str,
-        label: &str,
-        scopes: &[Scope],
+        key: NewKey<'_>,
         token: &NewToken,
         min_balance_cents: Cents,
     ) -> impl Future<Output = Result<ApiKey, StoreError>> + Send;
@@ -307,6 +336,10 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn disconnect_destination(&self, workspace_id: &str, id: &str) -> impl Future<Output = Result<Destination, StoreError>> + Send;
     /// Sets a destination's provider-review state (operator); audited.
     fn set_review(&self, id: &str, review: &str) -> impl Future<Output = Result<Destination, StoreError>> + Send;
+    /// Attributes one API-key request to its key.
+    fn record_usage(&self, key_id: &str, workspace_id: &str, method: &str, route: &str, status: u16) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A key's request counts by method, route and status.
+    fn usage(&self, workspace_id: &str, key_id: &str) -> impl Future<Output = Result<Vec<UsageCount>, StoreError>> + Send;
     /// The audit trail of a workspace (of all, when `None`) after cursor `after`, oldest first.
     fn audit_trail(&self, workspace_id: Option<&str>, after: i64, limit: i64) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
 }
@@ -466,7 +499,7 @@ macro_rules! impl_store {
 
             async fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
                 let record = sqlx::query_as::<_, TokenRecord>(
-                    "SELECT id, kind, workspace_id, scopes, hash, revoked_at FROM tokens WHERE hash = $1",
+                    "SELECT id, kind, workspace_id, scopes, hash, revoked_at, rate_limit_per_minute FROM tokens WHERE hash = $1",
                 )
                 .bind(hash)
                 .fetch_optional(&self.pool)
@@ -479,14 +512,7 @@ macro_rules! impl_store {
                 Ok(record)
             }
 
-            async fn create_api_key(
-                &self,
-                workspace_id: &str,
-                label: &str,
-                scopes: &[Scope],
-                token: &NewToken,
-                min_balance_cents: Cents,
-            ) -> Result<ApiKey, StoreError> {
+            async fn create_api_key(&self, workspace_id: &str, new: NewKey<'_>, token: &NewToken, min_balance_cents: Cents) -> Result<ApiKey, StoreError> {
                 let mut tx = self.write().await?;
                 let balance: Option<(Cents,)> = sqlx::query_as("SELECT balance_cents FROM workspaces WHERE id = $1")
                     .bind(workspace_id)
@@ -498,23 +524,25 @@ macro_rules! impl_store {
                 }
                 let key = ApiKey {
                     id: new_id("key"),
-                    label: label.to_owned(),
+                    label: new.label.to_owned(),
                     display_prefix: token.display_prefix.clone(),
-                    scopes: scopes.to_vec(),
+                    scopes: new.scopes.to_vec(),
+                    rate_limit_per_minute: new.rate_limit_per_minute,
                     created_at: now(),
                     last_used_at: None,
                     revoked_at: None,
                 };
                 sqlx::query(
-                    "INSERT INTO tokens (id, kind, workspace_id, label, scopes, hash, display_prefix, created_at) VALUES ($1, 'api_key', $2, $3, $4, $5, $6, $7)",
+                    "INSERT INTO tokens (id, kind, workspace_id, label, scopes, hash, display_prefix, created_at, rate_limit_per_minute) VALUES ($1, 'api_key', $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(&key.id)
                 .bind(workspace_id)
                 .bind(&key.label)
-                .bind(scopes_text(scopes))
+                .bind(scopes_text(new.scopes))
                 .bind(&token.hash)
                 .bind(&key.display_prefix)
                 .bind(&key.created_at)
+                .bind(key.rate_limit_per_minute)
                 .execute(&mut *tx)
                 .await?;
                 audit(&mut tx, workspace_id, "customer", "api_key.create", &key.id).await?;
@@ -524,7 +552,7 @@ macro_rules! impl_store {
 
             async fn api_keys(&self, workspace_id: &str) -> Result<Vec<ApiKey>, StoreError> {
                 let rows = sqlx::query_as::<_, ApiKeyRow>(
-                    "SELECT id, label, display_prefix, scopes, created_at, last_used_at, revoked_at FROM tokens WHERE workspace_id = $1 AND kind = 'api_key' ORDER BY created_at DESC, id",
+                    "SELECT id, label, display_prefix, scopes, rate_limit_per_minute, created_at, last_used_at, revoked_at FROM tokens WHERE workspace_id = $1 AND kind = 'api_key' ORDER BY created_at DESC, id",
                 )
                 .bind(workspace_id)
                 .fetch_all(&self.pool)
@@ -547,7 +575,7 @@ macro_rules! impl_store {
                     audit(&mut tx, workspace_id, "customer", "api_key.revoke", key_id).await?;
                 }
                 let row = sqlx::query_as::<_, ApiKeyRow>(
-                    "SELECT id, label, display_prefix, scopes, created_at, last_used_at, revoked_at FROM tokens WHERE id = $1 AND workspace_id = $2 AND kind = 'api_key'",
+                    "SELECT id, label, display_prefix, scopes, rate_limit_per_minute, created_at, last_used_at, revoked_at FROM tokens WHERE id = $1 AND workspace_id = $2 AND kind = 'api_key'",
                 )
                 .bind(key_id)
                 .bind(workspace_id)
@@ -773,6 +801,36 @@ macro_rules! impl_store {
                     return Err(StoreError::NotFound);
                 }
                 Ok(destination)
+            }
+
+            async fn record_usage(&self, key_id: &str, workspace_id: &str, method: &str, route: &str, status: u16) -> Result<(), StoreError> {
+                sqlx::query("INSERT INTO usage (key_id, workspace_id, method, route, status, at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(key_id)
+                    .bind(workspace_id)
+                    .bind(method)
+                    .bind(route)
+                    .bind(i64::from(status))
+                    .bind(now())
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn usage(&self, workspace_id: &str, key_id: &str) -> Result<Vec<UsageCount>, StoreError> {
+                let owned: Option<(String,)> = sqlx::query_as("SELECT id FROM tokens WHERE id = $1 AND workspace_id = $2 AND kind = 'api_key'")
+                    .bind(key_id)
+                    .bind(workspace_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                if owned.is_none() {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(sqlx::query_as::<_, UsageCount>(
+                    "SELECT method, route, status, COUNT(*) AS count FROM usage WHERE key_id = $1 GROUP BY method, route, status ORDER BY route, method, status",
+                )
+                .bind(key_id)
+                .fetch_all(&self.pool)
+                .await?)
             }
 
             async fn audit_trail(&self, workspace_id: Option<&str>, after: i64, limit: i64) -> Result<Vec<AuditRecord>, StoreError> {

@@ -245,3 +245,34 @@ fn every_state_change_is_in_the_audit_trail() {
         assert_ne!(page["records"][0], next["records"][0]);
     });
 }
+
+#[test]
+fn key_requests_are_counted_and_rate_limited() {
+    each_backend(|server| {
+        let (ws, customer) = workspace(server, "Usage");
+        top_up(server, &ws, 500, "funding");
+        let (status, created, _) = server.call("POST", "/v1/api-keys", Some(&customer), Some(json!({"label": "slow", "scopes": ["account:read"], "rate_limit_per_minute": 3})));
+        assert_eq!(status, 201, "{created}");
+        let key = created["secret"].as_str().unwrap();
+        let id = created["key"]["id"].as_str().unwrap();
+        assert_eq!(created["key"]["rate_limit_per_minute"], 3);
+        for _ in 0..3 {
+            assert_eq!(balance(server, &ws, key).0, 200);
+        }
+        let (status, problem, _) = server.call("GET", &format!("/v1/workspaces/{ws}/balance"), Some(key), None);
+        assert_eq!((status, &problem["type"]), (429, &json!("/problems/rate_limited")));
+        assert!(server.transcript.lock().unwrap().contains("\"retry-after\": \""), "429 carries Retry-After");
+
+        let (status, usage, _) = server.call("GET", &format!("/v1/api-keys/{id}/usage"), Some(&customer), None);
+        assert_eq!(status, 200, "{usage}");
+        assert_eq!(usage["total"], 4);
+        let routes = usage["by_route"].as_array().unwrap();
+        let count = |status: u16| routes.iter().find(|r| r["status"] == json!(status)).map(|r| r["count"].clone());
+        assert_eq!((count(200), count(429)), (Some(json!(3)), Some(json!(1))));
+        assert_eq!(routes[0]["route"], "/v1/workspaces/{id}/balance");
+        let (status, _, _) = server.call("GET", &format!("/v1/api-keys/{id}/usage"), Some(key), None);
+        assert_eq!(status, 429, "still limited");
+        let (status, _, _) = server.call("POST", "/v1/api-keys", Some(&customer), Some(json!({"label": "x", "scopes": ["account:read"], "rate_limit_per_minute": 0})));
+        assert_eq!(status, 422);
+    });
+}

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{App, Body, Caller, Problem, customer_of, workspace_access};
 use crate::auth::{self, Principal, Scope, TokenKind};
-use crate::store::{ApiKey, AuditRecord, LedgerEntry, Store, TopUp, Workspace};
+use crate::store::{ApiKey, AuditRecord, LedgerEntry, NewKey, Store, TopUp, Workspace};
 
 /// Creating an API key needs this balance: $5.
 pub const API_KEY_MIN_BALANCE_CENTS: i64 = 500;
@@ -194,7 +194,13 @@ fn next_cursor<T>(items: &[T], limit: i64, seq: impl Fn(&T) -> i64) -> Option<St
 pub struct NewApiKey {
     label: String,
     scopes: Vec<Scope>,
+    rate_limit_per_minute: Option<i64>,
 }
+
+/// A key's rate limit unless its creator sets one: ten requests a second.
+const DEFAULT_RATE_LIMIT_PER_MINUTE: i64 = 600;
+/// The highest rate limit a key may have.
+const MAX_RATE_LIMIT_PER_MINUTE: i64 = 60_000;
 
 /// A new API key and its secret, shown this once.
 #[derive(Serialize)]
@@ -220,10 +226,15 @@ pub async fn create_api_key<S: Store>(
     if scopes.is_empty() {
         return Err(Problem::invalid("`scopes` must name at least one scope"));
     }
+    let rate_limit_per_minute = body.rate_limit_per_minute.unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE);
+    if !(1..=MAX_RATE_LIMIT_PER_MINUTE).contains(&rate_limit_per_minute) {
+        return Err(Problem::invalid(format!("`rate_limit_per_minute` must be 1 to {MAX_RATE_LIMIT_PER_MINUTE}")));
+    }
     let token = auth::mint(TokenKind::ApiKey);
+    let new = NewKey { label, scopes: &scopes, rate_limit_per_minute };
     let key = app
         .store
-        .create_api_key(workspace_id, label, &scopes, &token, API_KEY_MIN_BALANCE_CENTS)
+        .create_api_key(workspace_id, new, &token, API_KEY_MIN_BALANCE_CENTS)
         .await
         .map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
     Ok((StatusCode::CREATED, Json(CreatedApiKey { key, secret: token.secret })))

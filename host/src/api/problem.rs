@@ -17,12 +17,13 @@ pub struct Problem {
     title: &'static str,
     detail: String,
     extra: Map<String, Value>,
+    retry_after: Option<u64>,
 }
 
 impl Problem {
     /// A problem with a status, a stable code, a title and a detail.
     pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, title, detail: detail.into(), extra: Map::new() }
+        Self { status, code, title, detail: detail.into(), extra: Map::new(), retry_after: None }
     }
 
     /// Adds a member to the problem document, e.g. the balance.
@@ -51,6 +52,20 @@ impl Problem {
     pub fn missing_scope(scope: Scope) -> Self {
         let name = serde_json::to_value(scope).unwrap_or(Value::Null);
         Self::new(StatusCode::FORBIDDEN, "missing_scope", "Missing scope", format!("this API key needs the scope {name}")).with("scope", name)
+    }
+
+    /// An API key went over its rate limit; `Retry-After` says when to come back.
+    pub fn rate_limited(per_minute: u32, wait: std::time::Duration) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut problem = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "Too many requests",
+            format!("this API key may make {per_minute} requests a minute; retry in {seconds} s"),
+        )
+        .with("limit_per_minute", per_minute);
+        problem.retry_after = Some(seconds.max(1));
+        problem
     }
 
     /// Nothing of that kind with that id is visible to the caller.
@@ -121,6 +136,10 @@ impl IntoResponse for Problem {
         if let Value::Object(members) = &mut body {
             members.extend(self.extra);
         }
-        (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
+        let mut response = (self.status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

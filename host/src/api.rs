@@ -36,6 +36,8 @@ pub struct App<S> {
     pub secrets: crate::secrets::SecretBox,
     /// Per-key rate limits.
     pub rate_limits: usage::RateLimits,
+    /// Request counts and times.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// The API routes, for a store chosen at start; API-key requests are attributed to their key.

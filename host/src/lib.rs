@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod engine;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod preview;

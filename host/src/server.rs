@@ -71,11 +71,17 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<S>))
+        .route("/metrics", get(metrics::<S>))
         .route("/v1/gates", get(gates::<S>))
         .merge(api::routes::<S>(&app))
         .fallback(no_route)
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&app.metrics), crate::metrics::observe))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)
+}
+
+async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.render())
 }
 
 async fn no_route(uri: Uri) -> Problem {

@@ -80,3 +80,19 @@ fn a_second_start_loads_gates_from_the_cache() {
     let again = Server::start(dir.path(), &policy, None);
     again.await_log("from_cache=5", 1);
 }
+
+#[test]
+fn metrics_count_requests_by_route_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path(), "metered", &reference_gates());
+    let server = Server::start(dir.path(), &policy, None);
+    server.get("/healthz");
+    server.call("GET", "/v1/nothing", None, None);
+    let (status, _, content_type) = server.raw("GET", "/metrics", None, None, "");
+    assert_eq!(status, 200);
+    assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+    let text = server.transcript.lock().unwrap().clone();
+    assert!(text.contains(r#"postgate_http_requests_total{method="GET",route="/healthz",status="200"} 1"#), "{text}");
+    assert!(text.contains(r#"route="unmatched",status="404"} 1"#), "{text}");
+    assert!(text.contains("postgate_http_request_duration_seconds_bucket"), "{text}");
+}

@@ -119,11 +119,11 @@ pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
             if url.starts_with("postgres://") || url.starts_with("postgresql://") {
                 let store = store::postgres::connect(&url).await.map_err(|err| invalid(anyhow!("cannot open the PostgreSQL database: {err}")))?;
                 tracing::info!(backend = "postgresql", "database ready");
-                serve(args.listen, App { store, operator_hash, policy: active, secrets, rate_limits: Default::default() }).await.map_err(internal)
+                serve(args.listen, App { store, operator_hash, policy: active, secrets, rate_limits: Default::default(), metrics: Default::default() }).await.map_err(internal)
             } else if url.starts_with("sqlite:") {
                 let store = store::sqlite::connect(&url).await.map_err(|err| invalid(anyhow!("cannot open the SQLite database: {err}")))?;
                 tracing::info!(backend = "sqlite", "database ready");
-                serve(args.listen, App { store, operator_hash, policy: active, secrets, rate_limits: Default::default() }).await.map_err(internal)
+                serve(args.listen, App { store, operator_hash, policy: active, secrets, rate_limits: Default::default(), metrics: Default::default() }).await.map_err(internal)
             } else {
                 Err(invalid(anyhow!("--database-url must start with `postgres://` or `sqlite:`")))
             }

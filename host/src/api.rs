@@ -4,6 +4,7 @@
 mod accounts;
 mod destinations;
 mod drafts;
+mod openapi;
 mod problem;
 mod usage;
 
@@ -19,6 +20,7 @@ use crate::auth::{self, Principal, Scope, TokenKind};
 use crate::server::ActivePolicy;
 use crate::store::Store;
 
+pub use openapi::ApiDoc;
 pub use problem::Problem;
 
 /// The largest request body accepted: drafts and keys are small.

@@ -97,7 +97,7 @@ fn checksum(text: &str) -> String {
 }
 
 /// What an API key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Scope {
     /// Read drafts and previews.
     #[serde(rename = "drafts:read")]

@@ -81,7 +81,7 @@ pub enum ConfigValue {
 
 /// Resource limits of one gate evaluation. Every limit is always on: a gate
 /// that reaches one traps and its verdict is a `gate_error`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Linear memory cap in MiB. 8 MiB holds a Rust gate's stack, heap and a
@@ -114,7 +114,7 @@ impl Default for Limits {
 }
 
 /// What a runtime failure (trap, timeout, memory, bad verdict) of a gate means.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FailureMode {
     /// Fail closed: the gate's verdict becomes `deny` with code `gate_error`.

@@ -32,11 +32,12 @@ pub struct Settings {
 }
 
 /// What one platform would receive, and whether it fits.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Preview {
     /// The provider, e.g. `x`.
     pub provider: String,
     /// The request body the provider would receive (no token, no ids it would assign).
+    #[schema(value_type = Object)]
     pub payload: serde_json::Value,
     /// The text's length as the platform counts it.
     pub count: usize,
@@ -49,7 +50,7 @@ pub struct Preview {
 }
 
 /// One rule a draft breaks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Violation {
     /// A stable code, e.g. `text_too_long`.
     pub code: &'static str,

@@ -72,6 +72,7 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz::<S>))
         .route("/metrics", get(metrics::<S>))
+        .route("/openapi.json", get(openapi))
         .route("/v1/gates", get(gates::<S>))
         .merge(api::routes::<S>(&app))
         .fallback(no_route)
@@ -80,7 +81,14 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .with_state(app)
 }
 
-async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+/// The OpenAPI document of every route.
+async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(<api::ApiDoc as utoipa::OpenApi>::openapi())
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text")))]
+pub(crate) async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.render())
 }
 
@@ -89,14 +97,16 @@ async fn no_route(uri: Uri) -> Problem {
 }
 
 /// Readiness: the database answers and a policy with no broken gate is active.
-#[derive(Serialize)]
-struct Readiness {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Readiness {
     database: &'static str,
     policy: String,
     revision: String,
 }
 
-async fn readyz<S: Store>(State(app): State<Arc<App<S>>>) -> Result<Json<Readiness>, Problem> {
+/// Readiness: the database answers and a policy with no broken gate is active.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Readiness), (status = 503, body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn readyz<S: Store>(State(app): State<Arc<App<S>>>) -> Result<Json<Readiness>, Problem> {
     app.store.ping().await.map_err(|err| {
         tracing::warn!(error = %err, "database unreachable");
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "Not ready", "the database does not answer")
@@ -108,24 +118,28 @@ async fn readyz<S: Store>(State(app): State<Arc<App<S>>>) -> Result<Json<Readine
     Ok(Json(Readiness { database: "ok", policy: chain.policy().to_owned(), revision: chain.revision().to_owned() }))
 }
 
-#[derive(Serialize)]
-struct Health {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct Health {
     status: &'static str,
 }
 
-async fn healthz() -> Json<Health> {
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub(crate) async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
 /// The active chain as reviewers see it.
-#[derive(Serialize)]
-struct ActiveChain {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ActiveChain {
     policy: String,
     revision: String,
     gates: Vec<GateInfo>,
 }
 
-async fn gates<S: Store>(State(app): State<Arc<App<S>>>) -> Json<ActiveChain> {
+/// The active chain, for reviewers: names, versions, digests, limits, sources.
+#[utoipa::path(get, path = "/v1/gates", tag = "gates", responses((status = 200, body = ActiveChain)))]
+pub(crate) async fn gates<S: Store>(State(app): State<Arc<App<S>>>) -> Json<ActiveChain> {
     let chain = app.policy.current();
     Json(ActiveChain { policy: chain.policy().to_owned(), revision: chain.revision().to_owned(), gates: chain.gates() })
 }

@@ -19,7 +19,7 @@ use crate::model::MediaRef;
 pub type Cents = i64;
 
 /// A workspace and its balance.
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Workspace {
     /// `ws_…`.
     pub id: String,
@@ -32,7 +32,7 @@ pub struct Workspace {
 }
 
 /// One movement of a workspace's money.
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct LedgerEntry {
     /// Position in the ledger: the pagination cursor.
     #[serde(skip)]
@@ -52,7 +52,7 @@ pub struct LedgerEntry {
 }
 
 /// An API key as its owner sees it: never the key itself.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiKey {
     /// `key_…`.
     pub id: String,
@@ -129,7 +129,7 @@ pub fn parse_scopes(text: &str) -> Vec<Scope> {
 }
 
 /// A draft: text and media references, and the digest of that content.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Draft {
     /// `drf_…`.
     pub id: String,
@@ -165,7 +165,7 @@ impl TryFrom<DraftRow> for Draft {
 }
 
 /// An item of the approval queue, with whether it still covers the draft's content.
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Approval {
     /// `apr_…`.
     pub id: String,
@@ -187,7 +187,7 @@ pub struct Approval {
 }
 
 /// A connected (or once connected) destination. Never holds its token.
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Destination {
     /// `dst_…`.
     pub id: String,
@@ -209,7 +209,7 @@ pub struct Destination {
 const DESTINATION_COLUMNS: &str = "id, workspace_id, provider, connected, provider_review, created_at, disconnected_at";
 
 /// One state change, as the audit trail records it.
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct AuditRecord {
     /// Position in the trail: the pagination cursor.
     #[serde(skip)]
@@ -227,7 +227,7 @@ pub struct AuditRecord {
 }
 
 /// How often a key called one route with one outcome.
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct UsageCount {
     /// The HTTP method.
     pub method: String,

@@ -20,20 +20,21 @@ const PAGE: i64 = 50;
 const MAX_PAGE: i64 = 500;
 
 /// `POST /v1/workspaces`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewWorkspace {
     name: String,
 }
 
 /// A new workspace and its first customer token, shown this once.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedWorkspace {
     workspace: Workspace,
     customer_token: String,
 }
 
 /// Creates a workspace (operator only) and returns its first customer token once.
+#[utoipa::path(post, path = "/v1/workspaces", tag = "accounts", request_body = NewWorkspace, responses((status = 201, body = CreatedWorkspace), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn create_workspace<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
@@ -52,7 +53,7 @@ pub async fn create_workspace<S: Store>(
 }
 
 /// `POST /v1/workspaces/{id}/credits`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCredit {
     amount_cents: i64,
@@ -60,7 +61,7 @@ pub struct NewCredit {
 }
 
 /// The ledger entry of a top-up and the balance after it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Credited {
     entry: LedgerEntry,
     replayed: bool,
@@ -68,6 +69,7 @@ pub struct Credited {
 
 /// Credits a workspace (operator only), once per caller reference: a retry
 /// with the same reference and amount replays the first answer.
+#[utoipa::path(post, path = "/v1/workspaces/{id}/credits", tag = "accounts", params(("id" = String, Path)), request_body = NewCredit, responses((status = 201, body = Credited, description = "credited"), (status = 200, body = Credited, description = "a retry, replayed"), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn top_up<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
@@ -91,13 +93,14 @@ pub async fn top_up<S: Store>(
 }
 
 /// A workspace's balance.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Balance {
     workspace_id: String,
     balance_cents: i64,
 }
 
 /// Reads the balance: the operator, the workspace's customer, or a key with `account:read`.
+#[utoipa::path(get, path = "/v1/workspaces/{id}/balance", tag = "accounts", params(("id" = String, Path)), responses((status = 200, body = Balance), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn balance<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
@@ -109,7 +112,8 @@ pub async fn balance<S: Store>(
 }
 
 /// `?after=CURSOR&limit=N`, where cursors are `c` and a sequence number.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     after: Option<String>,
@@ -136,13 +140,14 @@ impl PageQuery {
 }
 
 /// One page of the ledger, and the cursor of the next when there is one.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct LedgerPage {
     entries: Vec<LedgerEntry>,
     next_cursor: Option<String>,
 }
 
 /// Reads the ledger, oldest first, a page at a time.
+#[utoipa::path(get, path = "/v1/workspaces/{id}/ledger", tag = "accounts", params(("id" = String, Path), PageQuery), responses((status = 200, body = LedgerPage), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn ledger<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
@@ -159,13 +164,14 @@ pub async fn ledger<S: Store>(
 }
 
 /// One page of the audit trail.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AuditPage {
     records: Vec<AuditRecord>,
     next_cursor: Option<String>,
 }
 
 /// Reads the audit trail: the customer of their workspace, the operator of every workspace.
+#[utoipa::path(get, path = "/v1/audit", tag = "accounts", params(PageQuery), responses((status = 200, body = AuditPage), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn audit<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
@@ -189,7 +195,7 @@ fn next_cursor<T>(items: &[T], limit: i64, seq: impl Fn(&T) -> i64) -> Option<St
 }
 
 /// `POST /v1/api-keys`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     label: String,
@@ -203,13 +209,14 @@ const DEFAULT_RATE_LIMIT_PER_MINUTE: i64 = 600;
 const MAX_RATE_LIMIT_PER_MINUTE: i64 = 60_000;
 
 /// A new API key and its secret, shown this once.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedApiKey {
     key: ApiKey,
     secret: String,
 }
 
 /// Creates an API key (the customer only), if the balance is at least $5.
+#[utoipa::path(post, path = "/v1/api-keys", tag = "keys", request_body = NewApiKey, responses((status = 201, body = CreatedApiKey), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn create_api_key<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
@@ -241,12 +248,13 @@ pub async fn create_api_key<S: Store>(
 }
 
 /// The workspace's API keys.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ApiKeys {
     keys: Vec<ApiKey>,
 }
 
 /// Lists the workspace's API keys (the customer only), never their secrets.
+#[utoipa::path(get, path = "/v1/api-keys", tag = "keys", responses((status = 200, body = ApiKeys), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn list_api_keys<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller) -> Result<Json<ApiKeys>, Problem> {
     let workspace_id = customer_of(&caller)?;
     let keys = app.store.api_keys(workspace_id).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
@@ -254,12 +262,13 @@ pub async fn list_api_keys<S: Store>(State(app): State<Arc<App<S>>>, Caller(call
 }
 
 /// The revoked key.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Revoked {
     key: ApiKey,
 }
 
 /// Revokes a key (the customer only): it authenticates nothing from the next request on.
+#[utoipa::path(post, path = "/v1/api-keys/{id}/revoke", tag = "keys", params(("id" = String, Path)), responses((status = 200, body = Revoked), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn revoke_api_key<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,

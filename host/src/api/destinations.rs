@@ -19,14 +19,14 @@ use crate::store::{Destination, Store, new_id};
 const CONSENT_MAX_AGE: Duration = Duration::from_secs(15 * 60);
 
 /// `POST /v1/destinations/connect`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Connect {
     provider: String,
 }
 
 /// Where the customer gives consent, and the state that ties the callback to this request.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ConsentStarted {
     consent_url: String,
     state: String,
@@ -34,6 +34,7 @@ pub struct ConsentStarted {
 }
 
 /// Starts connecting a destination: the customer only (an API key never connects one).
+#[utoipa::path(post, path = "/v1/destinations/connect", tag = "destinations", request_body = Connect, responses((status = 201, body = ConsentStarted), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn connect<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
@@ -53,13 +54,15 @@ pub async fn connect<S: Store>(
 }
 
 /// `?state=…&code=…`, as the provider redirects back.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct Callback {
     state: String,
     code: String,
 }
 
 /// Completes a consent flow: the state proves which customer started it.
+#[utoipa::path(get, path = "/v1/destinations/callback", tag = "destinations", params(Callback), responses((status = 201, body = Destination), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")))]
 pub async fn callback<S: Store>(
     State(app): State<Arc<App<S>>>,
     query: Result<Query<Callback>, axum::extract::rejection::QueryRejection>,
@@ -84,23 +87,26 @@ pub async fn callback<S: Store>(
 }
 
 /// `?state=…`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ConsentPage {
     state: String,
 }
 
 /// The sandbox provider's consent page.
+#[utoipa::path(get, path = "/sandbox/consent", tag = "destinations", params(ConsentPage), responses((status = 200, description = "the sandbox consent page", body = String, content_type = "text/html"), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")))]
 pub async fn sandbox_consent(Query(page): Query<ConsentPage>) -> Html<String> {
     Html(providers::sandbox_consent_page(&page.state))
 }
 
 /// The destinations a caller may see.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Destinations {
     destinations: Vec<Destination>,
 }
 
 /// Lists destinations, never their tokens: the operator (all), the customer, a key with `destinations:read`.
+#[utoipa::path(get, path = "/v1/destinations", tag = "destinations", responses((status = 200, body = Destinations), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn list<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller) -> Result<Json<Destinations>, Problem> {
     let workspace_id = match &caller {
         Principal::Operator => None,
@@ -114,20 +120,21 @@ pub async fn list<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Call
 }
 
 /// Disconnects a destination (the customer only): unusable at once, its token wiped.
+#[utoipa::path(delete, path = "/v1/destinations/{id}", tag = "destinations", params(("id" = String, Path)), responses((status = 200, body = Destination), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn disconnect<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, Path(id): Path<String>) -> Result<Json<Destination>, Problem> {
     let workspace_id = customer_of(&caller)?;
     Ok(Json(app.store.disconnect_destination(workspace_id, &id).await.map_err(|e| Problem::from_store(e, "destination", &id))?))
 }
 
 /// `PUT /v1/destinations/{id}/review`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Review {
     state: ReviewState,
 }
 
 /// A provider-review state the operator can set.
-#[derive(Deserialize, Clone, Copy)]
+#[derive(Deserialize, Clone, Copy, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ReviewState {
     /// Under review.
@@ -139,6 +146,7 @@ pub enum ReviewState {
 }
 
 /// Sets a destination's provider-review state: the operator only.
+#[utoipa::path(put, path = "/v1/destinations/{id}/review", tag = "destinations", params(("id" = String, Path)), request_body = Review, responses((status = 200, body = Destination), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn review<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,

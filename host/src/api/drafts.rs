@@ -35,7 +35,7 @@ fn drafts_workspace(caller: &Principal, scope: Scope) -> Result<&str, Problem> {
 }
 
 /// A draft's content, as created or replaced.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DraftContent {
     text: String,
@@ -69,6 +69,7 @@ fn content_digest(text: &str, media: &[MediaRef]) -> String {
 }
 
 /// Creates a draft: the customer, or a key with `drafts:write`.
+#[utoipa::path(post, path = "/v1/drafts", tag = "drafts", request_body = DraftContent, responses((status = 201, body = Draft), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn create<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
@@ -81,7 +82,7 @@ pub async fn create<S: Store>(
 }
 
 /// `PATCH /v1/drafts/{id}`: the fields to replace.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DraftPatch {
     text: Option<String>,
@@ -89,6 +90,7 @@ pub struct DraftPatch {
 }
 
 /// Changes a draft's text and/or media; an approval of the old content no longer counts.
+#[utoipa::path(patch, path = "/v1/drafts/{id}", tag = "drafts", params(("id" = String, Path)), request_body = DraftPatch, responses((status = 200, body = Draft), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn update<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
@@ -104,13 +106,15 @@ pub async fn update<S: Store>(
 }
 
 /// Reads a draft: the customer, or a key with `drafts:read`.
+#[utoipa::path(get, path = "/v1/drafts/{id}", tag = "drafts", params(("id" = String, Path)), responses((status = 200, body = Draft), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn get_one<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, Path(id): Path<String>) -> Result<Json<Draft>, Problem> {
     let workspace_id = drafts_workspace(&caller, Scope::DraftsRead)?;
     Ok(Json(app.store.draft(workspace_id, &id).await.map_err(|e| Problem::from_store(e, "draft", &id))?))
 }
 
 /// `?after=CURSOR&limit=N`: cursors are the last id of the previous page.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
     after: Option<String>,
@@ -128,7 +132,7 @@ impl PageQuery {
 }
 
 /// A page of items and the cursor of the next page, when there is one.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     items: Vec<T>,
     next_cursor: Option<String>,
@@ -146,6 +150,7 @@ fn page_query(query: Result<Query<PageQuery>, axum::extract::rejection::QueryRej
 }
 
 /// Lists drafts: the customer, or a key with `drafts:read`.
+#[utoipa::path(get, path = "/v1/drafts", tag = "drafts", params(PageQuery), responses((status = 200, body = Page<Draft>), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn list<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
@@ -159,7 +164,8 @@ pub async fn list<S: Store>(
 }
 
 /// `?provider=NAME&max_characters=N`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewQuery {
     provider: String,
@@ -167,6 +173,7 @@ pub struct PreviewQuery {
 }
 
 /// Renders a draft for a platform: never calls a provider, never needs a token.
+#[utoipa::path(get, path = "/v1/drafts/{id}/preview", tag = "drafts", params(("id" = String, Path), PreviewQuery), responses((status = 200, body = Preview), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn preview_draft<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
@@ -181,7 +188,7 @@ pub async fn preview_draft<S: Store>(
 }
 
 /// An approval-queue item as the queue shows it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct QueueItem {
     #[serde(flatten)]
     approval: Approval,
@@ -197,6 +204,7 @@ impl From<Approval> for QueueItem {
 }
 
 /// Puts a draft's current content in the approval queue: the customer, or a key with `drafts:write`.
+#[utoipa::path(post, path = "/v1/drafts/{id}/submit", tag = "approvals", params(("id" = String, Path)), responses((status = 201, body = QueueItem), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn submit<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
@@ -212,6 +220,7 @@ pub async fn submit<S: Store>(
 }
 
 /// The approval queue: the customer, or a key with `drafts:read`.
+#[utoipa::path(get, path = "/v1/approvals", tag = "approvals", params(PageQuery), responses((status = 200, body = Page<QueueItem>), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn queue<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
@@ -225,11 +234,13 @@ pub async fn queue<S: Store>(
 }
 
 /// Approves an item: the customer only. An API key can never approve.
+#[utoipa::path(post, path = "/v1/approvals/{id}/approve", tag = "approvals", params(("id" = String, Path)), responses((status = 200, body = QueueItem), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn approve<S: Store>(state: State<Arc<App<S>>>, caller: Caller, id: Path<String>) -> Result<Json<QueueItem>, Problem> {
     decide(state, caller, id, true).await
 }
 
 /// Rejects an item: the customer only.
+#[utoipa::path(post, path = "/v1/approvals/{id}/reject", tag = "approvals", params(("id" = String, Path)), responses((status = 200, body = QueueItem), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn reject<S: Store>(state: State<Arc<App<S>>>, caller: Caller, id: Path<String>) -> Result<Json<QueueItem>, Problem> {
     decide(state, caller, id, false).await
 }

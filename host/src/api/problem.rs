@@ -125,6 +125,25 @@ impl From<JsonRejection> for Problem {
     }
 }
 
+impl utoipa::PartialSchema for Problem {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .description(Some("An RFC 9457 problem; further members (e.g. `balance_cents`) depend on its type"))
+            .property("type", ObjectBuilder::new().schema_type(Type::String).description(Some("`/problems/<code>`, a stable code")))
+            .property("title", ObjectBuilder::new().schema_type(Type::String))
+            .property("status", ObjectBuilder::new().schema_type(Type::Integer))
+            .property("detail", ObjectBuilder::new().schema_type(Type::String).description(Some("what went wrong, for people")))
+            .required("type")
+            .required("title")
+            .required("status")
+            .required("detail")
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Problem {}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let mut body = json!({

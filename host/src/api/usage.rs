@@ -73,7 +73,7 @@ pub async fn record<S: Store>(State(app): State<Arc<App<S>>>, route: Option<Matc
 }
 
 /// A key's usage: total requests, and counts by route and status.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Usage {
     key_id: String,
     total: i64,
@@ -81,6 +81,7 @@ pub struct Usage {
 }
 
 /// A key's usage, for its workspace's customer.
+#[utoipa::path(get, path = "/v1/api-keys/{id}/usage", tag = "keys", params(("id" = String, Path)), responses((status = 200, body = Usage), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn key_usage<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, Path(id): Path<String>) -> Result<Json<Usage>, Problem> {
     let workspace_id = customer_of(&caller)?;
     let by_route = app.store.usage(workspace_id, &id).await.map_err(|e| Problem::from_store(e, "API key", &id))?;

@@ -70,7 +70,7 @@ pub struct GateResult {
 }
 
 /// What reviewers see of a gate in the active chain.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct GateInfo {
     /// The gate's name in the policy.
     pub name: String,
@@ -88,6 +88,7 @@ pub struct GateInfo {
     pub source: Option<String>,
     /// Its configuration (a JSON object).
     #[serde(serialize_with = "as_object")]
+    #[schema(value_type = Object)]
     pub config: Vec<(String, ConfigValue)>,
     /// Its resource limits.
     pub limits: Limits,

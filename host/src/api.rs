@@ -45,6 +45,7 @@ pub struct App<S> {
 /// The API routes, for a store chosen at start; API-key requests are attributed to their key.
 pub fn routes<S: Store>(app: &Arc<App<S>>) -> Router<Arc<App<S>>> {
     Router::new()
+        .route("/v1/reviewers", post(accounts::create_reviewer::<S>))
         .route("/v1/workspaces", post(accounts::create_workspace::<S>))
         .route("/v1/workspaces/{id}/credits", post(accounts::top_up::<S>))
         .route("/v1/workspaces/{id}/balance", get(accounts::balance::<S>))
@@ -80,8 +81,15 @@ impl<S: Store> FromRequestParts<Arc<App<S>>> for Caller {
         let token = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")).ok_or_else(Problem::unauthenticated)?;
         let kind = auth::kind_of(token.trim()).ok_or_else(Problem::invalid_token)?;
         let hash = auth::hash(token.trim());
-        if kind == TokenKind::Operator {
-            return if auth::same_hash(&hash, &app.operator_hash) { Ok(Self(Principal::Operator)) } else { Err(Problem::invalid_token()) };
+        match kind {
+            TokenKind::Operator => {
+                return if auth::same_hash(&hash, &app.operator_hash) { Ok(Self(Principal::Operator)) } else { Err(Problem::invalid_token()) };
+            }
+            TokenKind::Reviewer => {
+                let id = app.store.reviewer_by_hash(&hash).await.map_err(Problem::internal)?.ok_or_else(Problem::invalid_token)?;
+                return Ok(Self(Principal::Reviewer { id }));
+            }
+            TokenKind::Customer | TokenKind::ApiKey => {}
         }
         let record = app.store.token(&hash).await.map_err(Problem::internal)?;
         let record = record.filter(|r| r.revoked_at.is_none() && auth::same_hash(&r.hash, &hash)).ok_or_else(Problem::invalid_token)?;
@@ -123,6 +131,7 @@ pub fn workspace_access(caller: &Principal, id: &str, scope: Scope) -> Result<()
         Principal::ApiKey { workspace_id, scopes, .. } if workspace_id == id => {
             if scopes.contains(&scope) { Ok(()) } else { Err(Problem::missing_scope(scope)) }
         }
+        Principal::Reviewer { .. } => Err(Problem::forbidden("reviewers read gates and decisions, not workspaces")),
         _ => Err(Problem::not_found("workspace", id)),
     }
 }

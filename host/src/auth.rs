@@ -1,7 +1,7 @@
 //! Tokens and principals: who is calling.
 //!
-//! A token is a type prefix (`pgo_` operator, `pgc_` customer, `pgk_` API
-//! key), 40 random alphanumeric characters (~238 bits) and a 6-character
+//! A token is a type prefix (`pgo_` operator, `pgc_` customer, `pgr_`
+//! reviewer, `pgk_` API key), 40 random alphanumeric characters (~238 bits) and a 6-character
 //! CRC-32 checksum, so scanners can recognise a leaked postgate token and a
 //! mistyped one is refused without a database lookup. Only its sha256 and a
 //! short display prefix are stored; the secret is shown once, at creation.
@@ -25,6 +25,8 @@ pub enum TokenKind {
     Operator,
     /// The customer owning a workspace.
     Customer,
+    /// A reviewer of gates and decisions.
+    Reviewer,
     /// An API key of a workspace, for automation.
     ApiKey,
 }
@@ -34,6 +36,7 @@ impl TokenKind {
         match self {
             Self::Operator => "pgo_",
             Self::Customer => "pgc_",
+            Self::Reviewer => "pgr_",
             Self::ApiKey => "pgk_",
         }
     }
@@ -65,7 +68,9 @@ pub fn mint(kind: TokenKind) -> NewToken {
 
 /// The token's kind, if it is well-formed (prefix, length, alphabet and checksum).
 pub fn kind_of(token: &str) -> Option<TokenKind> {
-    let kind = [TokenKind::Operator, TokenKind::Customer, TokenKind::ApiKey].into_iter().find(|k| token.starts_with(k.prefix()))?;
+    let kind = [TokenKind::Operator, TokenKind::Customer, TokenKind::Reviewer, TokenKind::ApiKey]
+        .into_iter()
+        .find(|k| token.starts_with(k.prefix()))?;
     let rest = &token[kind.prefix().len()..];
     if rest.len() != BODY_LEN + CHECKSUM_LEN || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return None;
@@ -125,6 +130,11 @@ pub enum Principal {
     Customer {
         /// Their workspace.
         workspace_id: String,
+    },
+    /// A reviewer.
+    Reviewer {
+        /// The reviewer's id.
+        id: String,
     },
     /// An API key of a workspace.
     ApiKey {

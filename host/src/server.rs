@@ -10,7 +10,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use crate::api::{self, App, MAX_BODY_BYTES, Problem};
+use crate::api::{self, App, Caller, MAX_BODY_BYTES, Problem};
+use crate::auth::Principal;
 use crate::engine::{Chain, GateInfo, Runtime};
 use crate::policy::Policy;
 use crate::store::Store;
@@ -138,8 +139,12 @@ pub(crate) struct ActiveChain {
 }
 
 /// The active chain, for reviewers: names, versions, digests, limits, sources.
-#[utoipa::path(get, path = "/v1/gates", tag = "gates", responses((status = 200, body = ActiveChain)))]
-pub(crate) async fn gates<S: Store>(State(app): State<Arc<App<S>>>) -> Json<ActiveChain> {
+/// The operator, customers and reviewers read it; API keys do not.
+#[utoipa::path(get, path = "/v1/gates", tag = "gates", responses((status = 200, body = ActiveChain), (status = "4XX", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub(crate) async fn gates<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller) -> Result<Json<ActiveChain>, Problem> {
+    if matches!(caller, Principal::ApiKey { .. }) {
+        return Err(Problem::forbidden("API keys do not read the policy"));
+    }
     let chain = app.policy.current();
-    Json(ActiveChain { policy: chain.policy().to_owned(), revision: chain.revision().to_owned(), gates: chain.gates() })
+    Ok(Json(ActiveChain { policy: chain.policy().to_owned(), revision: chain.revision().to_owned(), gates: chain.gates() }))
 }

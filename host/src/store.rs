@@ -250,6 +250,19 @@ pub struct NewKey<'a> {
     pub rate_limit_per_minute: i64,
 }
 
+/// A reviewer as the operator sees them: never the token.
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
+pub struct Reviewer {
+    /// `rvw_…`.
+    pub id: String,
+    /// Who they are.
+    pub label: String,
+    /// The token's first characters.
+    pub display_prefix: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
 /// What a top-up did.
 #[derive(Debug, Clone)]
 pub enum TopUp {
@@ -340,6 +353,10 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn record_usage(&self, key_id: &str, workspace_id: &str, method: &str, route: &str, status: u16) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// A key's request counts by method, route and status.
     fn usage(&self, workspace_id: &str, key_id: &str) -> impl Future<Output = Result<Vec<UsageCount>, StoreError>> + Send;
+    /// Mints a reviewer (operator); audited.
+    fn create_reviewer(&self, label: &str, token: &NewToken) -> impl Future<Output = Result<Reviewer, StoreError>> + Send;
+    /// The id of the unrevoked reviewer holding the token with this hash.
+    fn reviewer_by_hash(&self, hash: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
     /// The audit trail of a workspace (of all, when `None`) after cursor `after`, oldest first.
     fn audit_trail(&self, workspace_id: Option<&str>, after: i64, limit: i64) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
 }
@@ -801,6 +818,34 @@ macro_rules! impl_store {
                     return Err(StoreError::NotFound);
                 }
                 Ok(destination)
+            }
+
+            async fn create_reviewer(&self, label: &str, token: &NewToken) -> Result<Reviewer, StoreError> {
+                let reviewer = Reviewer { id: new_id("rvw"), label: label.to_owned(), display_prefix: token.display_prefix.clone(), created_at: now() };
+                let mut tx = self.write().await?;
+                sqlx::query("INSERT INTO reviewers (id, label, hash, display_prefix, created_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(&reviewer.id)
+                    .bind(&reviewer.label)
+                    .bind(&token.hash)
+                    .bind(&reviewer.display_prefix)
+                    .bind(&reviewer.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("INSERT INTO audit (workspace_id, actor, action, subject, created_at) VALUES (NULL, 'operator', 'reviewer.create', $1, $2)")
+                    .bind(&reviewer.id)
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(reviewer)
+            }
+
+            async fn reviewer_by_hash(&self, hash: &str) -> Result<Option<String>, StoreError> {
+                let found: Option<(String, String)> = sqlx::query_as("SELECT id, hash FROM reviewers WHERE hash = $1 AND revoked_at IS NULL")
+                    .bind(hash)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(found.filter(|(_, stored)| crate::auth::same_hash(stored, hash)).map(|(id, _)| id))
             }
 
             async fn record_usage(&self, key_id: &str, workspace_id: &str, method: &str, route: &str, status: u16) -> Result<(), StoreError> {

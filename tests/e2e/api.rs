@@ -276,3 +276,59 @@ fn key_requests_are_counted_and_rate_limited() {
         assert_eq!(status, 422);
     });
 }
+
+/// Expected statuses for: no token, operator, customer A, customer B,
+/// reviewer, key A (every scope), key A (`drafts:read` only), key B (every scope).
+type Row<'a> = (&'a str, String, Option<Value>, [u16; 8]);
+
+#[test]
+fn every_principal_against_every_action() {
+    each_backend(|server| {
+        let every_scope = json!(["drafts:read", "drafts:write", "destinations:read", "account:read", "publish:request"]);
+        let (ws_a, customer_a, key_a) = funded_key(server, every_scope.clone());
+        let (_, created, _) = server.call("POST", "/v1/api-keys", Some(&customer_a), Some(json!({"label": "reader", "scopes": ["drafts:read"]})));
+        let reader_a = created["secret"].as_str().unwrap().to_owned();
+        let (_, customer_b, key_b) = funded_key(server, every_scope);
+        let (_, reviewer, _) = server.call("POST", "/v1/reviewers", Some(&server.operator), Some(json!({"label": "safety team"})));
+        let reviewer = reviewer["token"].as_str().unwrap().to_owned();
+        let (_, draft, _) = server.call("POST", "/v1/drafts", Some(&customer_a), Some(json!({"text": "matrix"})));
+        let draft = draft["id"].as_str().unwrap().to_owned();
+        let (_, item, _) = server.call("POST", &format!("/v1/drafts/{draft}/submit"), Some(&customer_a), None);
+        let approval = item["id"].as_str().unwrap().to_owned();
+        let (_, started, _) = server.call("POST", "/v1/destinations/connect", Some(&customer_a), Some(json!({"provider": "sandbox"})));
+        let (_, destination, _) = server.call("GET", &format!("/v1/destinations/callback?state={}&code=matrix", started["state"].as_str().unwrap()), None, None);
+        let destination = destination["id"].as_str().unwrap().to_owned();
+
+        let tokens = [None, Some(server.operator.clone()), Some(customer_a), Some(customer_b), Some(reviewer), Some(key_a), Some(reader_a), Some(key_b)];
+        let rows: Vec<Row<'_>> = vec![
+            ("POST", "/v1/workspaces".into(), Some(json!({"name": "n"})), [401, 201, 403, 403, 403, 403, 403, 403]),
+            ("POST", format!("/v1/workspaces/{ws_a}/credits"), Some(json!({"amount_cents": 1, "reference": "m"})), [401, 201, 403, 403, 403, 403, 403, 403]),
+            ("GET", format!("/v1/workspaces/{ws_a}/balance"), None, [401, 200, 200, 404, 403, 200, 403, 404]),
+            ("GET", format!("/v1/workspaces/{ws_a}/ledger"), None, [401, 200, 200, 404, 403, 200, 403, 404]),
+            ("POST", "/v1/api-keys".into(), Some(json!({"label": "k", "scopes": ["drafts:read"]})), [401, 403, 201, 201, 403, 403, 403, 403]),
+            ("GET", "/v1/api-keys".into(), None, [401, 403, 200, 200, 403, 403, 403, 403]),
+            ("POST", "/v1/destinations/connect".into(), Some(json!({"provider": "sandbox"})), [401, 403, 201, 201, 403, 403, 403, 403]),
+            ("GET", "/v1/destinations".into(), None, [401, 200, 200, 200, 403, 200, 403, 200]),
+            ("PUT", format!("/v1/destinations/{destination}/review"), Some(json!({"state": "approved"})), [401, 200, 403, 403, 403, 403, 403, 403]),
+            ("POST", "/v1/drafts".into(), Some(json!({"text": "t"})), [401, 403, 201, 201, 403, 201, 403, 201]),
+            ("GET", format!("/v1/drafts/{draft}"), None, [401, 403, 200, 404, 403, 200, 200, 404]),
+            ("GET", format!("/v1/drafts/{draft}/preview?provider=x"), None, [401, 403, 200, 404, 403, 200, 200, 404]),
+            ("GET", "/v1/approvals".into(), None, [401, 403, 200, 200, 403, 200, 200, 200]),
+            ("GET", "/v1/gates".into(), None, [401, 200, 200, 200, 200, 403, 403, 403]),
+            ("GET", "/v1/audit".into(), None, [401, 200, 200, 200, 403, 403, 403, 403]),
+            ("POST", "/v1/reviewers".into(), Some(json!({"label": "r"})), [401, 201, 403, 403, 403, 403, 403, 403]),
+            ("POST", format!("/v1/approvals/{approval}/approve"), None, [401, 403, 200, 404, 403, 403, 403, 403]),
+            ("DELETE", format!("/v1/destinations/{destination}"), None, [401, 403, 200, 404, 403, 403, 403, 403]),
+        ];
+        let names = ["nobody", "operator", "customer A", "customer B", "reviewer", "key A", "reader key A", "key B"];
+        for (method, path, body, expected) in rows {
+            for ((token, name), want) in tokens.iter().zip(names).zip(expected) {
+                let (status, answer, content_type) = server.call(method, &path, token.as_deref(), body.clone());
+                assert_eq!(status, want, "{method} {path} as {name}: {answer}");
+                if status >= 400 {
+                    assert_eq!(content_type, "application/problem+json", "{method} {path} as {name}");
+                }
+            }
+        }
+    });
+}

@@ -165,13 +165,15 @@ impl Server {
         let mut first = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
         let base = first.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line `{first}`: {}", log.lock().unwrap())).to_owned();
-        let agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        // A fresh connection per call: the server may close one whose request
+        // body it refused unread (401/403 before the body), as HTTP allows.
+        let agent = ureq::Agent::config_builder().http_status_as_error(false).max_idle_connections(0).build().into();
         Self { child, base, log, operator, transcript: Mutex::new(String::new()), agent }
     }
 
-    /// GETs `path` and reads JSON, failing on any error status.
+    /// GETs `path` as the operator and reads JSON, failing on any error status.
     pub fn get(&self, path: &str) -> Value {
-        let (status, body, _) = self.call("GET", path, None, None);
+        let (status, body, _) = self.call("GET", path, Some(&self.operator), None);
         assert_eq!(status, 200, "GET {path}: {body}");
         body
     }

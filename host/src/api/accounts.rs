@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{App, Body, Caller, Problem, customer_of, workspace_access};
 use crate::auth::{self, Principal, Scope, TokenKind};
-use crate::store::{ApiKey, AuditRecord, LedgerEntry, NewKey, Store, TopUp, Workspace};
+use crate::store::{ApiKey, AuditRecord, LedgerEntry, NewKey, Reviewer, Store, TopUp, Workspace};
 
 /// Creating an API key needs this balance: $5.
 pub const API_KEY_MIN_BALANCE_CENTS: i64 = 500;
@@ -50,6 +50,39 @@ pub async fn create_workspace<S: Store>(
     let token = auth::mint(TokenKind::Customer);
     let workspace = app.store.create_workspace(name, &token).await.map_err(|e| Problem::from_store(e, "workspace", ""))?;
     Ok((StatusCode::CREATED, Json(CreatedWorkspace { workspace, customer_token: token.secret })))
+}
+
+/// `POST /v1/reviewers`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewReviewer {
+    label: String,
+}
+
+/// A new reviewer and their token, shown this once.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedReviewer {
+    reviewer: Reviewer,
+    token: String,
+}
+
+/// Mints a reviewer (operator only) and returns their token once.
+#[utoipa::path(post, path = "/v1/reviewers", tag = "accounts", request_body = NewReviewer, responses((status = 201, body = CreatedReviewer), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub async fn create_reviewer<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    Body(body): Body<NewReviewer>,
+) -> Result<(StatusCode, Json<CreatedReviewer>), Problem> {
+    if caller != Principal::Operator {
+        return Err(Problem::forbidden("only the operator mints reviewers"));
+    }
+    let label = body.label.trim();
+    if label.is_empty() || label.chars().count() > 100 {
+        return Err(Problem::invalid("`label` must be 1 to 100 characters"));
+    }
+    let token = auth::mint(TokenKind::Reviewer);
+    let reviewer = app.store.create_reviewer(label, &token).await.map_err(|e| Problem::from_store(e, "reviewer", ""))?;
+    Ok((StatusCode::CREATED, Json(CreatedReviewer { reviewer, token: token.secret })))
 }
 
 /// `POST /v1/workspaces/{id}/credits`.
@@ -180,7 +213,7 @@ pub async fn audit<S: Store>(
     let workspace_id = match &caller {
         Principal::Operator => None,
         Principal::Customer { workspace_id } => Some(workspace_id.as_str()),
-        Principal::ApiKey { .. } => return Err(Problem::forbidden("the audit trail is the customer's")),
+        Principal::ApiKey { .. } | Principal::Reviewer { .. } => return Err(Problem::forbidden("the audit trail is the customer's")),
     };
     let Query(query) = query.map_err(|rejection| Problem::invalid(rejection.body_text()))?;
     let (after, limit) = query.bounds()?;

@@ -110,6 +110,7 @@ pub struct Destinations {
 pub async fn list<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller) -> Result<Json<Destinations>, Problem> {
     let workspace_id = match &caller {
         Principal::Operator => None,
+        Principal::Reviewer { .. } => return Err(Problem::forbidden("destinations are the workspace's and the operator's")),
         Principal::Customer { workspace_id } | Principal::ApiKey { workspace_id, .. } => {
             workspace_access(&caller, workspace_id, Scope::DestinationsRead)?;
             Some(workspace_id.as_str())

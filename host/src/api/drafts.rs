@@ -28,7 +28,7 @@ const MAX_PAGE: i64 = 200;
 fn drafts_workspace(caller: &Principal, scope: Scope) -> Result<&str, Problem> {
     let workspace_id = match caller {
         Principal::Customer { workspace_id } | Principal::ApiKey { workspace_id, .. } => workspace_id.as_str(),
-        Principal::Operator => return Err(Problem::forbidden("drafts belong to the workspace's customer and keys")),
+        Principal::Operator | Principal::Reviewer { .. } => return Err(Problem::forbidden("drafts belong to the workspace's customer and keys")),
     };
     workspace_access(caller, workspace_id, scope)?;
     Ok(workspace_id)
@@ -249,7 +249,7 @@ async fn decide<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller
     let workspace_id = match &caller {
         Principal::Customer { workspace_id } => workspace_id,
         Principal::ApiKey { .. } => return Err(Problem::forbidden("an API key can never approve or reject: only the customer decides")),
-        Principal::Operator => return Err(Problem::forbidden("only the workspace's customer approves its drafts")),
+        Principal::Operator | Principal::Reviewer { .. } => return Err(Problem::forbidden("only the workspace's customer approves its drafts")),
     };
     let approval = app.store.decide(workspace_id, &id, approve).await.map_err(|e| Problem::from_store(e, "approval", &id))?;
     Ok(Json(approval.into()))

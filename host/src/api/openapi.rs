@@ -18,7 +18,7 @@ send `Authorization: Bearer <token>`."
     ),
     paths(
         server::healthz, server::readyz, server::metrics, server::gates,
-        accounts::create_workspace, accounts::top_up, accounts::balance, accounts::ledger, accounts::audit,
+        accounts::create_reviewer, accounts::create_workspace, accounts::top_up, accounts::balance, accounts::ledger, accounts::audit,
         accounts::create_api_key, accounts::list_api_keys, accounts::revoke_api_key, usage::key_usage,
         destinations::connect, destinations::callback, destinations::sandbox_consent, destinations::list,
         destinations::disconnect, destinations::review,

@@ -48,6 +48,11 @@ fn the_consent_flow_connects_and_the_token_never_leaves() {
         let (_, theirs) = call(server, "GET", "/v1/destinations", Some(&other_customer), None);
         assert_eq!(theirs["destinations"], json!([]));
 
+        let (_, draft) = call(server, "POST", "/v1/drafts", Some(&customer), Some(json!({"text": "to the sandbox"})));
+        let (status, preview) = call(server, "GET", &format!("/v1/drafts/{}/preview?destination={id}", draft["id"].as_str().unwrap()), Some(&customer), None);
+        assert_eq!((status, &preview["provider"], &preview["count"]), (200, &json!("sandbox"), &json!(14)), "{preview}");
+        assert_eq!(call(server, "GET", &format!("/v1/drafts/{}/preview?destination=dst_elsewhere", draft["id"].as_str().unwrap()), Some(&customer), None).0, 404);
+
         let review = format!("/v1/destinations/{id}/review");
         assert_eq!(call(server, "PUT", &review, Some(&customer), Some(json!({"state": "approved"}))).0, 403);
         assert_eq!(call(server, "PUT", &review, Some(&server.operator), Some(json!({"state": "great"}))).0, 422);

@@ -163,12 +163,16 @@ pub async fn list<S: Store>(
     Ok(Json(Page::of(drafts, limit, |d| &d.id)))
 }
 
-/// `?provider=NAME&max_characters=N`.
+/// `?destination=ID` (or `?provider=NAME`) and, for instances that set it, `&max_characters=N`.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewQuery {
-    provider: String,
+    /// A destination of the workspace: its provider's rules apply.
+    destination: Option<String>,
+    /// A provider, to preview without a destination.
+    provider: Option<String>,
+    /// The instance's character limit (Mastodon).
     max_characters: Option<usize>,
 }
 
@@ -183,8 +187,16 @@ pub async fn preview_draft<S: Store>(
     let workspace_id = drafts_workspace(&caller, Scope::DraftsRead)?;
     let Query(query) = query.map_err(|rejection| Problem::invalid(rejection.body_text()))?;
     let draft = app.store.draft(workspace_id, &id).await.map_err(|e| Problem::from_store(e, "draft", &id))?;
+    let provider = match (query.destination, query.provider) {
+        (Some(destination), None) => {
+            let destinations = app.store.destinations(Some(workspace_id)).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
+            destinations.into_iter().find(|d| d.id == destination).ok_or_else(|| Problem::not_found("destination", &destination))?.provider
+        }
+        (None, Some(provider)) => provider,
+        _ => return Err(Problem::invalid("name either `destination` or `provider`")),
+    };
     let settings = Settings { max_characters: query.max_characters };
-    Ok(Json(preview(&query.provider, Content { text: &draft.text, media: &draft.media }, settings)))
+    Ok(Json(preview(&provider, Content { text: &draft.text, media: &draft.media }, settings)))
 }
 
 /// An approval-queue item as the queue shows it.

@@ -7,7 +7,7 @@ use super::{Content, Preview, Settings, Violation, check_length, check_media};
 use crate::model::{MediaKind, MediaRef};
 
 /// The providers a preview can render.
-pub const SUPPORTED: [&str; 9] = ["x", "bluesky", "mastodon", "threads", "linkedin", "facebook", "instagram", "telegram", "discord"];
+pub const SUPPORTED: [&str; 10] = ["x", "bluesky", "mastodon", "threads", "linkedin", "facebook", "instagram", "telegram", "discord", "sandbox"];
 
 /// Renders `content` for `provider`; an unknown provider gets `provider_unsupported`.
 pub fn render(provider: &str, content: Content<'_>, settings: Settings) -> Preview {
@@ -22,6 +22,7 @@ pub fn render(provider: &str, content: Content<'_>, settings: Settings) -> Previ
         "instagram" => instagram(content, &mut violations),
         "telegram" => telegram(content, &mut violations),
         "discord" => discord(content, &mut violations),
+        "sandbox" => sandbox(content, &mut violations),
         other => {
             violations.push(Violation::new(
                 "provider_unsupported",
@@ -179,6 +180,14 @@ fn telegram(content: Content<'_>, violations: &mut Vec<Violation>) -> Rendered {
     check_length(count, limit, "UTF-16 units", violations);
     check_media(content.media, 10, &[], violations);
     (payload, count, limit, "UTF-16 code units: 1-4096 for a message, 0-1024 for a caption")
+}
+
+/// The built-in sandbox provider: generous limits, the content as it is.
+fn sandbox(content: Content<'_>, violations: &mut Vec<Violation>) -> Rendered {
+    let count = count::graphemes(content.text);
+    check_length(count, 10_000, "graphemes", violations);
+    check_media(content.media, 20, &[], violations);
+    (json!({ "text": content.text, "media": locations(content.media) }), count, 10_000, "graphemes")
 }
 
 fn discord(content: Content<'_>, violations: &mut Vec<Violation>) -> Rendered {

@@ -121,6 +121,19 @@ impl<T: DeserializeOwned, St: Send + Sync> FromRequest<St> for Body<T> {
     }
 }
 
+/// Query parameters whose rejection (unknown, missing or mistyped) is a problem+json answer.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, St: Send + Sync> FromRequestParts<St> for Params<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Problem> {
+        let axum::extract::Query(value) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await.map_err(|rejection| Problem::invalid(rejection.body_text()))?;
+        Ok(Self(value))
+    }
+}
+
 /// The workspace `id` as `caller` may see it: operators see every workspace;
 /// customers and keys only their own (another's is "not found", never
 /// "forbidden": they must not learn it exists); a key also needs `scope`.

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::{App, Body, Caller, Problem, customer_of, workspace_access};
+use super::{App, Body, Caller, Params, Problem, customer_of, workspace_access};
 use crate::auth::{self, Principal, Scope, TokenKind};
 use crate::store::{ApiKey, AuditRecord, LedgerEntry, NewKey, Reviewer, Store, TopUp, Workspace};
 
@@ -185,10 +185,9 @@ pub async fn ledger<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+    Params(query): Params<PageQuery>,
 ) -> Result<Json<LedgerPage>, Problem> {
     workspace_access(&caller, &id, Scope::AccountRead)?;
-    let Query(query) = query.map_err(|rejection| Problem::invalid(rejection.body_text()))?;
     let (after, limit) = query.bounds()?;
     app.store.workspace(&id).await.map_err(|e| Problem::from_store(e, "workspace", &id))?;
     let entries = app.store.ledger(&id, after, limit).await.map_err(|e| Problem::from_store(e, "workspace", &id))?;
@@ -208,14 +207,13 @@ pub struct AuditPage {
 pub async fn audit<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
-    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+    Params(query): Params<PageQuery>,
 ) -> Result<Json<AuditPage>, Problem> {
     let workspace_id = match &caller {
         Principal::Operator => None,
         Principal::Customer { workspace_id } => Some(workspace_id.as_str()),
         Principal::ApiKey { .. } | Principal::Reviewer { .. } => return Err(Problem::forbidden("the audit trail is the customer's")),
     };
-    let Query(query) = query.map_err(|rejection| Problem::invalid(rejection.body_text()))?;
     let (after, limit) = query.bounds()?;
     let records = app.store.audit_trail(workspace_id, after, limit).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id.unwrap_or("")))?;
     let next_cursor = next_cursor(&records, limit, |r| r.seq);

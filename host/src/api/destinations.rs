@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Html;
 use serde::{Deserialize, Serialize};
 
-use super::{App, Body, Caller, Problem, customer_of, workspace_access};
+use super::{App, Body, Caller, Params, Problem, customer_of, workspace_access};
 use crate::auth::{self, Principal, Scope, TokenKind};
 use crate::providers;
 use crate::store::{Destination, Store, new_id};
@@ -65,9 +65,8 @@ pub struct Callback {
 #[utoipa::path(get, path = "/v1/destinations/callback", tag = "destinations", params(Callback), responses((status = 201, body = Destination), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")))]
 pub async fn callback<S: Store>(
     State(app): State<Arc<App<S>>>,
-    query: Result<Query<Callback>, axum::extract::rejection::QueryRejection>,
+    Params(callback): Params<Callback>,
 ) -> Result<(StatusCode, Json<Destination>), Problem> {
-    let Query(callback) = query.map_err(|rejection| Problem::invalid(rejection.body_text()))?;
     let (workspace_id, provider_name) = app
         .store
         .take_consent(&auth::hash(&callback.state), CONSENT_MAX_AGE)
@@ -95,7 +94,7 @@ pub struct ConsentPage {
 
 /// The sandbox provider's consent page.
 #[utoipa::path(get, path = "/sandbox/consent", tag = "destinations", params(ConsentPage), responses((status = 200, description = "the sandbox consent page", body = String, content_type = "text/html"), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")))]
-pub async fn sandbox_consent(Query(page): Query<ConsentPage>) -> Html<String> {
+pub async fn sandbox_consent(Params(page): Params<ConsentPage>) -> Html<String> {
     Html(providers::sandbox_consent_page(&page.state))
 }
 

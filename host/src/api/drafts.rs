@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::{App, Body, Caller, Problem, workspace_access};
+use super::{App, Body, Caller, Params, Problem, workspace_access};
 use crate::auth::{Principal, Scope};
 use crate::model::MediaRef;
 use crate::preview::{Content, Preview, Settings, preview};
@@ -145,19 +145,14 @@ impl<T> Page<T> {
     }
 }
 
-fn page_query(query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>) -> Result<PageQuery, Problem> {
-    query.map(|Query(q)| q).map_err(|rejection| Problem::invalid(rejection.body_text()))
-}
-
 /// Lists drafts: the customer, or a key with `drafts:read`.
 #[utoipa::path(get, path = "/v1/drafts", tag = "drafts", params(PageQuery), responses((status = 200, body = Page<Draft>), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn list<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
-    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+    Params(query): Params<PageQuery>,
 ) -> Result<Json<Page<Draft>>, Problem> {
     let workspace_id = drafts_workspace(&caller, Scope::DraftsRead)?;
-    let query = page_query(query)?;
     let (after, limit) = query.bounds()?;
     let drafts = app.store.drafts(workspace_id, after, limit).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
     Ok(Json(Page::of(drafts, limit, |d| &d.id)))
@@ -182,10 +177,9 @@ pub async fn preview_draft<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
     Path(id): Path<String>,
-    query: Result<Query<PreviewQuery>, axum::extract::rejection::QueryRejection>,
+    Params(query): Params<PreviewQuery>,
 ) -> Result<Json<Preview>, Problem> {
     let workspace_id = drafts_workspace(&caller, Scope::DraftsRead)?;
-    let Query(query) = query.map_err(|rejection| Problem::invalid(rejection.body_text()))?;
     let draft = app.store.draft(workspace_id, &id).await.map_err(|e| Problem::from_store(e, "draft", &id))?;
     let provider = match (query.destination, query.provider) {
         (Some(destination), None) => {
@@ -236,10 +230,9 @@ pub async fn submit<S: Store>(
 pub async fn queue<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
-    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+    Params(query): Params<PageQuery>,
 ) -> Result<Json<Page<QueueItem>>, Problem> {
     let workspace_id = drafts_workspace(&caller, Scope::DraftsRead)?;
-    let query = page_query(query)?;
     let (after, limit) = query.bounds()?;
     let items = app.store.approvals(workspace_id, after, limit).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
     Ok(Json(Page::of(items.into_iter().map(QueueItem::from).collect(), limit, |i: &QueueItem| &i.approval.id)))

@@ -134,6 +134,45 @@ impl<T: DeserializeOwned, St: Send + Sync> FromRequestParts<St> for Params<T> {
     }
 }
 
+/// Items per page, by default and at most.
+const PAGE: i64 = 50;
+const MAX_PAGE: i64 = 200;
+
+/// `?after=CURSOR&limit=N` for lists in id order: the cursor is the last id of the previous page.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct IdPageQuery {
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+impl IdPageQuery {
+    /// The id to start after and the page size, checked.
+    pub fn bounds(&self) -> Result<(&str, i64), Problem> {
+        let limit = self.limit.unwrap_or(PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(Problem::invalid(format!("`limit` must be 1 to {MAX_PAGE}")));
+        }
+        Ok((self.after.as_deref().unwrap_or(""), limit))
+    }
+}
+
+/// A page of items and the cursor of the next page, when there may be one.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    items: Vec<T>,
+    next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// A page of `items` fetched with `limit`; `id` gives an item's cursor.
+    pub fn of(items: Vec<T>, limit: i64, id: impl Fn(&T) -> &str) -> Self {
+        let next_cursor = if items.len() as i64 == limit { items.last().map(|last| id(last).to_owned()) } else { None };
+        Self { items, next_cursor }
+    }
+}
+
 /// The workspace `id` as `caller` may see it: operators see every workspace;
 /// customers and keys only their own (another's is "not found", never
 /// "forbidden": they must not learn it exists); a key also needs `scope`.

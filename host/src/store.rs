@@ -319,8 +319,8 @@ pub trait Store: Clone + Send + Sync + 'static {
         token: &NewToken,
         min_balance_cents: Cents,
     ) -> impl Future<Output = Result<ApiKey, StoreError>> + Send;
-    /// The workspace's API keys, newest first.
-    fn api_keys(&self, workspace_id: &str) -> impl Future<Output = Result<Vec<ApiKey>, StoreError>> + Send;
+    /// The workspace's API keys with ids after `after`, in id order.
+    fn api_keys(&self, workspace_id: &str, after: &str, limit: i64) -> impl Future<Output = Result<Vec<ApiKey>, StoreError>> + Send;
     /// Revokes a key of the workspace (idempotent); audited.
     fn revoke_api_key(&self, workspace_id: &str, key_id: &str) -> impl Future<Output = Result<ApiKey, StoreError>> + Send;
     /// Stores a new draft.
@@ -343,8 +343,10 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn take_consent(&self, state_hash: &str, max_age: std::time::Duration) -> impl Future<Output = Result<(String, String), StoreError>> + Send;
     /// Stores a connected destination with its sealed token; audited.
     fn connect_destination(&self, id: &str, workspace_id: &str, provider: &str, sealed_token: &str) -> impl Future<Output = Result<Destination, StoreError>> + Send;
-    /// Destinations of a workspace, or of every workspace when `None`.
-    fn destinations(&self, workspace_id: Option<&str>) -> impl Future<Output = Result<Vec<Destination>, StoreError>> + Send;
+    /// Destinations of a workspace (of every workspace when `None`) with ids after `after`, in id order.
+    fn destinations(&self, workspace_id: Option<&str>, after: &str, limit: i64) -> impl Future<Output = Result<Vec<Destination>, StoreError>> + Send;
+    /// The workspace's destination `id`.
+    fn destination(&self, workspace_id: &str, id: &str) -> impl Future<Output = Result<Destination, StoreError>> + Send;
     /// Disconnects a destination and wipes its token; audited.
     fn disconnect_destination(&self, workspace_id: &str, id: &str) -> impl Future<Output = Result<Destination, StoreError>> + Send;
     /// Sets a destination's provider-review state (operator); audited.
@@ -567,11 +569,13 @@ macro_rules! impl_store {
                 Ok(key)
             }
 
-            async fn api_keys(&self, workspace_id: &str) -> Result<Vec<ApiKey>, StoreError> {
+            async fn api_keys(&self, workspace_id: &str, after: &str, limit: i64) -> Result<Vec<ApiKey>, StoreError> {
                 let rows = sqlx::query_as::<_, ApiKeyRow>(
-                    "SELECT id, label, display_prefix, scopes, rate_limit_per_minute, created_at, last_used_at, revoked_at FROM tokens WHERE workspace_id = $1 AND kind = 'api_key' ORDER BY created_at DESC, id",
+                    "SELECT id, label, display_prefix, scopes, rate_limit_per_minute, created_at, last_used_at, revoked_at FROM tokens WHERE workspace_id = $1 AND kind = 'api_key' AND id > $2 ORDER BY id LIMIT $3",
                 )
                 .bind(workspace_id)
+                .bind(after)
+                .bind(limit)
                 .fetch_all(&self.pool)
                 .await?;
                 Ok(rows.into_iter().map(ApiKey::from).collect())
@@ -783,19 +787,24 @@ macro_rules! impl_store {
                 .await?;
                 audit(&mut tx, workspace_id, "customer", "destination.connect", id).await?;
                 tx.commit().await?;
-                self.destination(id).await
+                self.destination_by_id(id).await
             }
 
-            async fn destinations(&self, workspace_id: Option<&str>) -> Result<Vec<Destination>, StoreError> {
-                let query = match workspace_id {
-                    Some(_) => format!("SELECT {DESTINATION_COLUMNS} FROM destinations WHERE workspace_id = $1 ORDER BY id"),
-                    None => format!("SELECT {DESTINATION_COLUMNS} FROM destinations ORDER BY id"),
-                };
-                let mut query = sqlx::query_as::<_, Destination>(sqlx::AssertSqlSafe(query));
+            async fn destinations(&self, workspace_id: Option<&str>, after: &str, limit: i64) -> Result<Vec<Destination>, StoreError> {
+                let filter = if workspace_id.is_some() { "workspace_id = $3 AND" } else { "" };
+                let mut query = sqlx::query_as::<_, Destination>(sqlx::AssertSqlSafe(format!(
+                    "SELECT {DESTINATION_COLUMNS} FROM destinations WHERE {filter} id > $1 ORDER BY id LIMIT $2"
+                )))
+                .bind(after)
+                .bind(limit);
                 if let Some(workspace_id) = workspace_id {
                     query = query.bind(workspace_id);
                 }
                 Ok(query.fetch_all(&self.pool).await?)
+            }
+
+            async fn destination(&self, workspace_id: &str, id: &str) -> Result<Destination, StoreError> {
+                Some(self.destination_by_id(id).await?).filter(|d| d.workspace_id == workspace_id).ok_or(StoreError::NotFound)
             }
 
             async fn disconnect_destination(&self, workspace_id: &str, id: &str) -> Result<Destination, StoreError> {
@@ -813,7 +822,7 @@ macro_rules! impl_store {
                     audit(&mut tx, workspace_id, "customer", "destination.disconnect", id).await?;
                 }
                 tx.commit().await?;
-                let destination = self.destination(id).await?;
+                let destination = self.destination_by_id(id).await?;
                 if destination.workspace_id != workspace_id {
                     return Err(StoreError::NotFound);
                 }
@@ -901,12 +910,12 @@ macro_rules! impl_store {
                 let Some((workspace_id,)) = workspace else { return Err(StoreError::NotFound) };
                 audit(&mut tx, &workspace_id, "operator", &format!("destination.review.{review}"), id).await?;
                 tx.commit().await?;
-                self.destination(id).await
+                self.destination_by_id(id).await
             }
         }
 
         impl $store {
-            async fn destination(&self, id: &str) -> Result<Destination, StoreError> {
+            async fn destination_by_id(&self, id: &str) -> Result<Destination, StoreError> {
                 sqlx::query_as::<_, Destination>(sqlx::AssertSqlSafe(format!("SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id = $1")))
                     .bind(id)
                     .fetch_optional(&self.pool)

@@ -126,12 +126,12 @@ fn api_keys_need_five_dollars_show_once_and_die_when_revoked() {
 
         let (_, listed, _) = server.call("GET", "/v1/api-keys", Some(&customer), None);
         assert!(!listed.to_string().contains(&secret), "a key is never returned after creation");
-        assert_eq!(listed["keys"][0]["label"], "poster bot");
-        assert_eq!(listed["keys"][0]["scopes"], json!(["drafts:write", "account:read"]));
+        assert_eq!(listed["items"][0]["label"], "poster bot");
+        assert_eq!(listed["items"][0]["scopes"], json!(["drafts:write", "account:read"]));
 
         assert_eq!(balance(server, &ws, &secret), (200, json!({"workspace_id": ws, "balance_cents": 500})));
         let (_, listed, _) = server.call("GET", "/v1/api-keys", Some(&customer), None);
-        assert!(listed["keys"][0]["last_used_at"].is_string(), "last use is recorded");
+        assert!(listed["items"][0]["last_used_at"].is_string(), "last use is recorded");
 
         let (status, revoked, _) = server.call("POST", &format!("/v1/api-keys/{id}/revoke"), Some(&customer), None);
         assert_eq!(status, 200);
@@ -228,7 +228,7 @@ fn every_state_change_is_in_the_audit_trail() {
     each_backend(|server| {
         let (ws, customer, key) = funded_key(server, json!(["account:read"]));
         let (_, keys, _) = server.call("GET", "/v1/api-keys", Some(&customer), None);
-        let key_id = keys["keys"][0]["id"].as_str().unwrap().to_owned();
+        let key_id = keys["items"][0]["id"].as_str().unwrap().to_owned();
         server.call("POST", &format!("/v1/api-keys/{key_id}/revoke"), Some(&customer), None);
         let (status, trail, _) = server.call("GET", "/v1/audit", Some(&customer), None);
         assert_eq!(status, 200, "{trail}");

@@ -41,12 +41,12 @@ fn the_consent_flow_connects_and_the_token_never_leaves() {
         assert_eq!((&destination["connected"], &destination["provider_review"], &destination["workspace_id"]), (&json!(true), &json!("none"), &json!(ws)));
 
         let (status, listed) = call(server, "GET", "/v1/destinations", Some(&reader), None);
-        assert_eq!((status, &listed["destinations"][0]["id"]), (200, &json!(id)));
+        assert_eq!((status, &listed["items"][0]["id"]), (200, &json!(id)));
         let (status, all) = call(server, "GET", "/v1/destinations", Some(&server.operator), None);
-        assert!(status == 200 && all["destinations"].as_array().unwrap().iter().any(|d| d["id"] == json!(id)));
+        assert!(status == 200 && all["items"].as_array().unwrap().iter().any(|d| d["id"] == json!(id)));
         let (_, other_customer) = workspace(server, "Other");
         let (_, theirs) = call(server, "GET", "/v1/destinations", Some(&other_customer), None);
-        assert_eq!(theirs["destinations"], json!([]));
+        assert_eq!(theirs["items"], json!([]));
 
         let (_, draft) = call(server, "POST", "/v1/drafts", Some(&customer), Some(json!({"text": "to the sandbox"})));
         let (status, preview) = call(server, "GET", &format!("/v1/drafts/{}/preview?destination={id}", draft["id"].as_str().unwrap()), Some(&customer), None);

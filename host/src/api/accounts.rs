@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::{App, Body, Caller, Params, Problem, customer_of, workspace_access};
+use super::{App, Body, Caller, IdPageQuery, Page, Params, Problem, customer_of, workspace_access};
 use crate::auth::{self, Principal, Scope, TokenKind};
 use crate::store::{ApiKey, AuditRecord, LedgerEntry, NewKey, Reviewer, Store, TopUp, Workspace};
 
@@ -278,18 +278,17 @@ pub async fn create_api_key<S: Store>(
     Ok((StatusCode::CREATED, Json(CreatedApiKey { key, secret: token.secret })))
 }
 
-/// The workspace's API keys.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ApiKeys {
-    keys: Vec<ApiKey>,
-}
-
 /// Lists the workspace's API keys (the customer only), never their secrets.
-#[utoipa::path(get, path = "/v1/api-keys", tag = "keys", responses((status = 200, body = ApiKeys), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn list_api_keys<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller) -> Result<Json<ApiKeys>, Problem> {
+#[utoipa::path(get, path = "/v1/api-keys", tag = "keys", params(IdPageQuery), responses((status = 200, body = Page<ApiKey>), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub async fn list_api_keys<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    Params(query): Params<IdPageQuery>,
+) -> Result<Json<Page<ApiKey>>, Problem> {
     let workspace_id = customer_of(&caller)?;
-    let keys = app.store.api_keys(workspace_id).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
-    Ok(Json(ApiKeys { keys }))
+    let (after, limit) = query.bounds()?;
+    let keys = app.store.api_keys(workspace_id, after, limit).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
+    Ok(Json(Page::of(keys, limit, |k| &k.id)))
 }
 
 /// The revoked key.

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::Html;
 use serde::{Deserialize, Serialize};
 
-use super::{App, Body, Caller, Params, Problem, customer_of, workspace_access};
+use super::{App, Body, Caller, IdPageQuery, Page, Params, Problem, customer_of, workspace_access};
 use crate::auth::{self, Principal, Scope, TokenKind};
 use crate::providers;
 use crate::store::{Destination, Store, new_id};
@@ -98,15 +98,13 @@ pub async fn sandbox_consent(Params(page): Params<ConsentPage>) -> Html<String> 
     Html(providers::sandbox_consent_page(&page.state))
 }
 
-/// The destinations a caller may see.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Destinations {
-    destinations: Vec<Destination>,
-}
-
 /// Lists destinations, never their tokens: the operator (all), the customer, a key with `destinations:read`.
-#[utoipa::path(get, path = "/v1/destinations", tag = "destinations", responses((status = 200, body = Destinations), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn list<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller) -> Result<Json<Destinations>, Problem> {
+#[utoipa::path(get, path = "/v1/destinations", tag = "destinations", params(IdPageQuery), responses((status = 200, body = Page<Destination>), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub async fn list<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    Params(query): Params<IdPageQuery>,
+) -> Result<Json<Page<Destination>>, Problem> {
     let workspace_id = match &caller {
         Principal::Operator => None,
         Principal::Reviewer { .. } => return Err(Problem::forbidden("destinations are the workspace's and the operator's")),
@@ -115,8 +113,9 @@ pub async fn list<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Call
             Some(workspace_id.as_str())
         }
     };
-    let destinations = app.store.destinations(workspace_id).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id.unwrap_or("")))?;
-    Ok(Json(Destinations { destinations }))
+    let (after, limit) = query.bounds()?;
+    let destinations = app.store.destinations(workspace_id, after, limit).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id.unwrap_or("")))?;
+    Ok(Json(Page::of(destinations, limit, |d| &d.id)))
 }
 
 /// Disconnects a destination (the customer only): unusable at once, its token wiped.

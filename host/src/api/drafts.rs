@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::{App, Body, Caller, Params, Problem, workspace_access};
+use super::{App, Body, Caller, IdPageQuery, Page, Params, Problem, workspace_access};
 use crate::auth::{Principal, Scope};
 use crate::model::MediaRef;
 use crate::preview::{Content, Preview, Settings, preview};
@@ -20,9 +20,6 @@ const MAX_MEDIA: usize = 20;
 /// The longest media location (URL or id) and alt text, in bytes.
 const MAX_LOCATION_BYTES: usize = 2048;
 const MAX_ALT_BYTES: usize = 1500;
-/// Items per page, by default and at most.
-const PAGE: i64 = 50;
-const MAX_PAGE: i64 = 200;
 
 /// The caller's workspace, if it may act on drafts with `scope`.
 fn drafts_workspace(caller: &Principal, scope: Scope) -> Result<&str, Problem> {
@@ -112,45 +109,12 @@ pub async fn get_one<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): C
     Ok(Json(app.store.draft(workspace_id, &id).await.map_err(|e| Problem::from_store(e, "draft", &id))?))
 }
 
-/// `?after=CURSOR&limit=N`: cursors are the last id of the previous page.
-#[derive(Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(deny_unknown_fields)]
-pub struct PageQuery {
-    after: Option<String>,
-    limit: Option<i64>,
-}
-
-impl PageQuery {
-    fn bounds(&self) -> Result<(&str, i64), Problem> {
-        let limit = self.limit.unwrap_or(PAGE);
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(Problem::invalid(format!("`limit` must be 1 to {MAX_PAGE}")));
-        }
-        Ok((self.after.as_deref().unwrap_or(""), limit))
-    }
-}
-
-/// A page of items and the cursor of the next page, when there is one.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Page<T> {
-    items: Vec<T>,
-    next_cursor: Option<String>,
-}
-
-impl<T> Page<T> {
-    fn of(items: Vec<T>, limit: i64, id: impl Fn(&T) -> &str) -> Self {
-        let next_cursor = if items.len() as i64 == limit { items.last().map(|last| id(last).to_owned()) } else { None };
-        Self { items, next_cursor }
-    }
-}
-
 /// Lists drafts: the customer, or a key with `drafts:read`.
-#[utoipa::path(get, path = "/v1/drafts", tag = "drafts", params(PageQuery), responses((status = 200, body = Page<Draft>), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/drafts", tag = "drafts", params(IdPageQuery), responses((status = 200, body = Page<Draft>), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn list<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
-    Params(query): Params<PageQuery>,
+    Params(query): Params<IdPageQuery>,
 ) -> Result<Json<Page<Draft>>, Problem> {
     let workspace_id = drafts_workspace(&caller, Scope::DraftsRead)?;
     let (after, limit) = query.bounds()?;
@@ -183,8 +147,7 @@ pub async fn preview_draft<S: Store>(
     let draft = app.store.draft(workspace_id, &id).await.map_err(|e| Problem::from_store(e, "draft", &id))?;
     let provider = match (query.destination, query.provider) {
         (Some(destination), None) => {
-            let destinations = app.store.destinations(Some(workspace_id)).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
-            destinations.into_iter().find(|d| d.id == destination).ok_or_else(|| Problem::not_found("destination", &destination))?.provider
+            app.store.destination(workspace_id, &destination).await.map_err(|e| Problem::from_store(e, "destination", &destination))?.provider
         }
         (None, Some(provider)) => provider,
         _ => return Err(Problem::invalid("name either `destination` or `provider`")),
@@ -226,11 +189,11 @@ pub async fn submit<S: Store>(
 }
 
 /// The approval queue: the customer, or a key with `drafts:read`.
-#[utoipa::path(get, path = "/v1/approvals", tag = "approvals", params(PageQuery), responses((status = 200, body = Page<QueueItem>), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/v1/approvals", tag = "approvals", params(IdPageQuery), responses((status = 200, body = Page<QueueItem>), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn queue<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
-    Params(query): Params<PageQuery>,
+    Params(query): Params<IdPageQuery>,
 ) -> Result<Json<Page<QueueItem>>, Problem> {
     let workspace_id = drafts_workspace(&caller, Scope::DraftsRead)?;
     let (after, limit) = query.bounds()?;

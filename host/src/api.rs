@@ -93,14 +93,20 @@ impl<S: Store> FromRequestParts<Arc<App<S>>> for Caller {
         }
         let record = app.store.token(&hash).await.map_err(Problem::internal)?;
         let record = record.filter(|r| r.revoked_at.is_none() && auth::same_hash(&r.hash, &hash)).ok_or_else(Problem::invalid_token)?;
+        let touch = |id: String| async move { app.store.touch_token(&id).await.map_err(Problem::internal) };
         Ok(Self(match (kind, record.kind.as_str()) {
-            (TokenKind::Customer, "customer") => Principal::Customer { workspace_id: record.workspace_id },
+            (TokenKind::Customer, "customer") => {
+                touch(record.id.clone()).await?;
+                Principal::Customer { workspace_id: record.workspace_id }
+            }
             (TokenKind::ApiKey, "api_key") => {
                 if let Some(slot) = parts.extensions.get::<usage::UsageSlot>() {
                     slot.attribute(&record.id, &record.workspace_id);
                 }
+                // Throttle before any write: a flood costs the database one read per request.
                 let per_minute = u32::try_from(record.rate_limit_per_minute).unwrap_or(u32::MAX);
                 app.rate_limits.check(&record.id, per_minute).map_err(|wait| Problem::rate_limited(per_minute, wait))?;
+                touch(record.id.clone()).await?;
                 Principal::ApiKey { id: record.id, workspace_id: record.workspace_id, scopes: crate::store::parse_scopes(&record.scopes) }
             }
             _ => return Err(Problem::invalid_token()),

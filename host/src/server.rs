@@ -77,6 +77,7 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/v1/gates", get(gates::<S>))
         .merge(api::routes::<S>(&app))
         .fallback(no_route)
+        .method_not_allowed_fallback(no_method)
         .layer(axum::middleware::from_fn_with_state(Arc::clone(&app.metrics), crate::metrics::observe))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)
@@ -95,6 +96,10 @@ pub(crate) async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> ([(axum
 
 async fn no_route(uri: Uri) -> Problem {
     Problem::not_found("route", uri.path())
+}
+
+async fn no_method(method: axum::http::Method, uri: Uri) -> Problem {
+    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed", format!("{method} is not a method of `{}`", uri.path()))
 }
 
 /// Readiness: the database answers and a policy with no broken gate is active.

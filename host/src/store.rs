@@ -15,7 +15,7 @@ use sqlx::FromRow;
 use crate::auth::{NewToken, Scope};
 use crate::model::MediaRef;
 
-/// Money and time as the API shows them.
+/// Money, in integer cents.
 pub type Cents = i64;
 
 /// A workspace and its balance.
@@ -309,8 +309,10 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn top_up(&self, workspace_id: &str, amount_cents: Cents, reference: &str) -> impl Future<Output = Result<TopUp, StoreError>> + Send;
     /// Ledger entries after cursor `after` (a `seq`), oldest first.
     fn ledger(&self, workspace_id: &str, after: i64, limit: i64) -> impl Future<Output = Result<Vec<LedgerEntry>, StoreError>> + Send;
-    /// The token with this hash, marking it used now.
+    /// The token with this hash.
     fn token(&self, hash: &str) -> impl Future<Output = Result<Option<TokenRecord>, StoreError>> + Send;
+    /// Records that the token `id` authenticated a request now.
+    fn touch_token(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Creates an API key if the balance is at least `min_balance_cents`; audited.
     fn create_api_key(
         &self,
@@ -323,14 +325,14 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn api_keys(&self, workspace_id: &str, after: &str, limit: i64) -> impl Future<Output = Result<Vec<ApiKey>, StoreError>> + Send;
     /// Revokes a key of the workspace (idempotent); audited.
     fn revoke_api_key(&self, workspace_id: &str, key_id: &str) -> impl Future<Output = Result<ApiKey, StoreError>> + Send;
-    /// Stores a new draft.
-    fn create_draft(&self, workspace_id: &str, text: &str, media: &[MediaRef], digest: &str) -> impl Future<Output = Result<Draft, StoreError>> + Send;
+    /// Stores a new draft; audited as `actor`'s.
+    fn create_draft(&self, workspace_id: &str, actor: &str, text: &str, media: &[MediaRef], digest: &str) -> impl Future<Output = Result<Draft, StoreError>> + Send;
     /// The workspace's draft `id`.
     fn draft(&self, workspace_id: &str, id: &str) -> impl Future<Output = Result<Draft, StoreError>> + Send;
     /// The workspace's drafts with ids after `after`, in id order.
     fn drafts(&self, workspace_id: &str, after: &str, limit: i64) -> impl Future<Output = Result<Vec<Draft>, StoreError>> + Send;
-    /// Replaces a draft's content (which voids approvals of the old content).
-    fn update_draft(&self, workspace_id: &str, id: &str, text: &str, media: &[MediaRef], digest: &str) -> impl Future<Output = Result<Draft, StoreError>> + Send;
+    /// Replaces a draft's content (which voids approvals of the old content); audited as `actor`'s.
+    fn update_draft(&self, workspace_id: &str, actor: &str, id: &str, text: &str, media: &[MediaRef], digest: &str) -> impl Future<Output = Result<Draft, StoreError>> + Send;
     /// Puts the draft's current content in the approval queue (once per content); audited.
     fn submit_draft(&self, workspace_id: &str, draft_id: &str, submitted_by: &str) -> impl Future<Output = Result<Approval, StoreError>> + Send;
     /// The workspace's approval queue, ids after `after`, in id order.
@@ -523,12 +525,12 @@ macro_rules! impl_store {
                 .bind(hash)
                 .fetch_optional(&self.pool)
                 .await?;
-                if let Some(record) = &record
-                    && record.revoked_at.is_none()
-                {
-                    sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2").bind(now()).bind(&record.id).execute(&self.pool).await?;
-                }
                 Ok(record)
+            }
+
+            async fn touch_token(&self, id: &str) -> Result<(), StoreError> {
+                sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2").bind(now()).bind(id).execute(&self.pool).await?;
+                Ok(())
             }
 
             async fn create_api_key(&self, workspace_id: &str, new: NewKey<'_>, token: &NewToken, min_balance_cents: Cents) -> Result<ApiKey, StoreError> {
@@ -607,9 +609,10 @@ macro_rules! impl_store {
                 Ok(row.into())
             }
 
-            async fn create_draft(&self, workspace_id: &str, text: &str, media: &[MediaRef], digest: &str) -> Result<Draft, StoreError> {
+            async fn create_draft(&self, workspace_id: &str, actor: &str, text: &str, media: &[MediaRef], digest: &str) -> Result<Draft, StoreError> {
                 let id = new_id("drf");
                 let at = now();
+                let mut tx = self.write().await?;
                 sqlx::query("INSERT INTO drafts (id, workspace_id, text, media, content_digest, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)")
                     .bind(&id)
                     .bind(workspace_id)
@@ -617,8 +620,10 @@ macro_rules! impl_store {
                     .bind(media_json(media)?)
                     .bind(digest)
                     .bind(&at)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?;
+                audit(&mut tx, workspace_id, actor, "draft.create", &id).await?;
+                tx.commit().await?;
                 self.draft(workspace_id, &id).await
             }
 
@@ -646,7 +651,8 @@ macro_rules! impl_store {
                 .collect()
             }
 
-            async fn update_draft(&self, workspace_id: &str, id: &str, text: &str, media: &[MediaRef], digest: &str) -> Result<Draft, StoreError> {
+            async fn update_draft(&self, workspace_id: &str, actor: &str, id: &str, text: &str, media: &[MediaRef], digest: &str) -> Result<Draft, StoreError> {
+                let mut tx = self.write().await?;
                 let updated = sqlx::query("UPDATE drafts SET text = $1, media = $2, content_digest = $3, updated_at = $4 WHERE id = $5 AND workspace_id = $6")
                     .bind(text)
                     .bind(media_json(media)?)
@@ -654,12 +660,14 @@ macro_rules! impl_store {
                     .bind(now())
                     .bind(id)
                     .bind(workspace_id)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?
                     .rows_affected();
                 if updated == 0 {
                     return Err(StoreError::NotFound);
                 }
+                audit(&mut tx, workspace_id, actor, "draft.update", id).await?;
+                tx.commit().await?;
                 self.draft(workspace_id, id).await
             }
 
@@ -682,7 +690,7 @@ macro_rules! impl_store {
                     Some((id,)) => id,
                     None => {
                         let id = new_id("apr");
-                        sqlx::query(
+                        let inserted = sqlx::query(
                             "INSERT INTO approvals (id, workspace_id, draft_id, content_digest, status, submitted_by, created_at) VALUES ($1, $2, $3, $4, 'pending', $5, $6)",
                         )
                         .bind(&id)
@@ -692,7 +700,23 @@ macro_rules! impl_store {
                         .bind(submitted_by)
                         .bind(now())
                         .execute(&mut *tx)
-                        .await?;
+                        .await;
+                        match inserted {
+                            Ok(_) => {}
+                            // A racing submission of the same content won: answer with its item.
+                            Err(err) if is_unique_violation(&err) => {
+                                tx.rollback().await?;
+                                let (winner,): (String,) = sqlx::query_as(
+                                    "SELECT id FROM approvals WHERE draft_id = $1 AND content_digest = $2 AND status IN ('pending', 'approved')",
+                                )
+                                .bind(draft_id)
+                                .bind(&digest)
+                                .fetch_one(&self.pool)
+                                .await?;
+                                return self.approval(workspace_id, &winner).await;
+                            }
+                            Err(err) => return Err(err.into()),
+                        }
                         audit(&mut tx, workspace_id, submitted_by, "draft.submit", &id).await?;
                         id
                     }
@@ -753,12 +777,13 @@ macro_rules! impl_store {
             }
 
             async fn take_consent(&self, state_hash: &str, max_age: std::time::Duration) -> Result<(String, String), StoreError> {
-                let mut tx = self.write().await?;
+                // One statement marks it used, so two racing callbacks cannot both take it.
                 let consent: Option<(String, String, String)> = sqlx::query_as(
-                    "SELECT workspace_id, provider, created_at FROM consents WHERE state_hash = $1 AND used_at IS NULL",
+                    "UPDATE consents SET used_at = $1 WHERE state_hash = $2 AND used_at IS NULL RETURNING workspace_id, provider, created_at",
                 )
+                .bind(now())
                 .bind(state_hash)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&self.pool)
                 .await?;
                 let Some((workspace_id, provider, created_at)) = consent else { return Err(StoreError::NotFound) };
                 let fresh = humantime::parse_rfc3339(&created_at)
@@ -768,8 +793,6 @@ macro_rules! impl_store {
                 if !fresh {
                     return Err(StoreError::Conflict("the consent expired; start connecting again".into()));
                 }
-                sqlx::query("UPDATE consents SET used_at = $1 WHERE state_hash = $2").bind(now()).bind(state_hash).execute(&mut *tx).await?;
-                tx.commit().await?;
                 Ok((workspace_id, provider))
             }
 

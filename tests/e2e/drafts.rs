@@ -49,6 +49,10 @@ fn an_agent_drafts_previews_and_submits_and_only_the_customer_approves() {
         let (_, queue) = call(server, "GET", "/v1/approvals", &customer, None);
         assert_eq!((&queue["items"][0]["status"], &queue["items"][0]["current"]), (&json!("approved"), &json!(false)));
 
+        let (_, trail) = call(server, "GET", "/v1/audit", &customer, None);
+        let actions: Vec<&str> = trail["records"].as_array().unwrap().iter().map(|r| r["action"].as_str().unwrap()).collect();
+        assert!(actions.contains(&"draft.create") && actions.contains(&"draft.update") && actions.contains(&"approval.approve"), "{actions:?}");
+
         let (_, resubmitted) = call(server, "POST", &format!("/v1/drafts/{id}/submit"), &agent, None);
         assert_ne!(resubmitted["id"], json!(approval));
         call(server, "PATCH", &format!("/v1/drafts/{id}"), &agent, Some(json!({"text": "changed again"})));
@@ -67,6 +71,8 @@ fn drafts_stay_in_their_workspace_and_scopes_hold() {
         assert_eq!(call(server, "GET", &format!("/v1/drafts/{id}"), &customer, None).0, 200);
         assert_eq!(call(server, "GET", &format!("/v1/drafts/{id}"), &other_customer, None).0, 404);
         assert_eq!(call(server, "GET", &format!("/v1/drafts/{id}"), &writer, None).0, 403, "reading needs drafts:read");
+        assert_eq!(call(server, "PATCH", &format!("/v1/drafts/{id}"), &writer, Some(json!({}))).0, 403, "a patch answers with the draft: it needs drafts:read too");
+        assert_eq!(call(server, "GET", &format!("/v1/drafts/{id}/preview?destination=dst_x"), &customer, None).0, 404);
         assert_eq!(call(server, "GET", "/v1/drafts", &server.operator, None).0, 403);
         assert_eq!(call(server, "POST", "/v1/drafts", &writer, Some(json!({"text": "x", "media": [{"kind": "image", "location": ""}]}))).0, 422);
         assert_eq!(call(server, "POST", "/v1/drafts", &writer, Some(json!({"text": "x".repeat(10_001)}))).0, 422);

@@ -25,6 +25,8 @@ fn serves_health_and_the_active_chain_for_reviewers() {
         assert!(gate.get("fault").is_none(), "{gate}");
     }
     assert_eq!(gates[3]["config"]["price_cents"], 4);
+    let (status, problem, content_type) = server.call("PUT", "/v1/gates", None, None);
+    assert_eq!((status, content_type.as_str(), &problem["type"]), (405, "application/problem+json", &serde_json::json!("/problems/method_not_allowed")));
     let (status, problem, content_type) = server.call("GET", "/v1/nothing", None, None);
     assert_eq!((status, content_type.as_str(), &problem["type"]), (404, "application/problem+json", &serde_json::json!("/problems/not_found")));
 }

@@ -31,6 +31,14 @@ fn drafts_workspace(caller: &Principal, scope: Scope) -> Result<&str, Problem> {
     Ok(workspace_id)
 }
 
+/// Who acts, as the audit trail names them: `customer` or the key's id.
+fn actor(caller: &Principal) -> &str {
+    match caller {
+        Principal::ApiKey { id, .. } => id,
+        _ => "customer",
+    }
+}
+
 /// A draft's content, as created or replaced.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -74,7 +82,7 @@ pub async fn create<S: Store>(
 ) -> Result<(StatusCode, Json<Draft>), Problem> {
     let workspace_id = drafts_workspace(&caller, Scope::DraftsWrite)?;
     let digest = body.digest()?;
-    let draft = app.store.create_draft(workspace_id, &body.text, &body.media, &digest).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
+    let draft = app.store.create_draft(workspace_id, actor(&caller), &body.text, &body.media, &digest).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
     Ok((StatusCode::CREATED, Json(draft)))
 }
 
@@ -95,10 +103,12 @@ pub async fn update<S: Store>(
     Body(patch): Body<DraftPatch>,
 ) -> Result<Json<Draft>, Problem> {
     let workspace_id = drafts_workspace(&caller, Scope::DraftsWrite)?;
+    // A patch answers with the whole draft, so it needs the right to read it too.
+    drafts_workspace(&caller, Scope::DraftsRead)?;
     let current = app.store.draft(workspace_id, &id).await.map_err(|e| Problem::from_store(e, "draft", &id))?;
     let body = DraftContent { text: patch.text.unwrap_or(current.text), media: patch.media.unwrap_or(current.media) };
     let digest = body.digest()?;
-    let draft = app.store.update_draft(workspace_id, &id, &body.text, &body.media, &digest).await.map_err(|e| Problem::from_store(e, "draft", &id))?;
+    let draft = app.store.update_draft(workspace_id, actor(&caller), &id, &body.text, &body.media, &digest).await.map_err(|e| Problem::from_store(e, "draft", &id))?;
     Ok(Json(draft))
 }
 
@@ -147,6 +157,7 @@ pub async fn preview_draft<S: Store>(
     let draft = app.store.draft(workspace_id, &id).await.map_err(|e| Problem::from_store(e, "draft", &id))?;
     let provider = match (query.destination, query.provider) {
         (Some(destination), None) => {
+            workspace_access(&caller, workspace_id, Scope::DestinationsRead)?;
             app.store.destination(workspace_id, &destination).await.map_err(|e| Problem::from_store(e, "destination", &destination))?.provider
         }
         (None, Some(provider)) => provider,
@@ -180,11 +191,7 @@ pub async fn submit<S: Store>(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<QueueItem>), Problem> {
     let workspace_id = drafts_workspace(&caller, Scope::DraftsWrite)?;
-    let submitted_by = match &caller {
-        Principal::ApiKey { id, .. } => id.as_str(),
-        _ => "customer",
-    };
-    let approval = app.store.submit_draft(workspace_id, &id, submitted_by).await.map_err(|e| Problem::from_store(e, "draft", &id))?;
+    let approval = app.store.submit_draft(workspace_id, &id, actor(&caller)).await.map_err(|e| Problem::from_store(e, "draft", &id))?;
     Ok((StatusCode::CREATED, Json(approval.into())))
 }
 

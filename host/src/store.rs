@@ -845,11 +845,7 @@ macro_rules! impl_store {
                     audit(&mut tx, workspace_id, "customer", "destination.disconnect", id).await?;
                 }
                 tx.commit().await?;
-                let destination = self.destination_by_id(id).await?;
-                if destination.workspace_id != workspace_id {
-                    return Err(StoreError::NotFound);
-                }
-                Ok(destination)
+                self.destination(workspace_id, id).await
             }
 
             async fn create_reviewer(&self, label: &str, token: &NewToken) -> Result<Reviewer, StoreError> {

@@ -140,6 +140,20 @@ impl<T: DeserializeOwned, St: Send + Sync> FromRequestParts<St> for Params<T> {
     }
 }
 
+/// The `{id}` of a route, whose rejection (e.g. bad percent-encoding) is a problem+json answer.
+pub struct PathId(pub String);
+
+impl<St: Send + Sync> FromRequestParts<St> for PathId {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Problem> {
+        let axum::extract::Path(id) = axum::extract::Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| Problem::new(axum::http::StatusCode::BAD_REQUEST, "bad_path", "Bad path", rejection.body_text()))?;
+        Ok(Self(id))
+    }
+}
+
 /// Items per page, by default and at most.
 const PAGE: i64 = 50;
 const MAX_PAGE: i64 = 200;

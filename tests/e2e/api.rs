@@ -212,6 +212,10 @@ fn bad_input_gets_a_problem_and_changes_nothing() {
             assert_eq!(problem["type"], format!("/problems/{code}"), "{problem}");
         }
         assert_eq!(balance(server, &ws, &customer).1["balance_cents"], 0, "nothing was credited");
+        let (status, problem, content_type) = server.call("GET", "/v1/drafts/%FF%FE", Some(&customer), None);
+        assert_eq!((status, content_type.as_str(), &problem["type"]), (400, "application/problem+json", &json!("/problems/bad_path")));
+        let (status, problem, _) = server.call("GET", "/v1/drafts/drf_doesnotexist", Some(&customer), None);
+        assert_eq!((status, &problem["type"]), (404, &json!("/problems/not_found")));
     });
 }
 

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::{App, Body, Caller, IdPageQuery, Page, Params, Problem, customer_of, workspace_access};
+use super::{App, Body, Caller, IdPageQuery, Page, Params, PathId, Problem, customer_of, workspace_access};
 use crate::auth::{self, Principal, Scope, TokenKind};
 use crate::store::{ApiKey, AuditRecord, LedgerEntry, NewKey, Reviewer, Store, TopUp, Workspace};
 
@@ -106,7 +106,7 @@ pub struct Credited {
 pub async fn top_up<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     Body(body): Body<NewCredit>,
 ) -> Result<(StatusCode, Json<Credited>), Problem> {
     if caller != Principal::Operator {
@@ -137,7 +137,7 @@ pub struct Balance {
 pub async fn balance<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<Balance>, Problem> {
     workspace_access(&caller, &id, Scope::AccountRead)?;
     let workspace = app.store.workspace(&id).await.map_err(|e| Problem::from_store(e, "workspace", &id))?;
@@ -184,7 +184,7 @@ pub struct LedgerPage {
 pub async fn ledger<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     Params(query): Params<PageQuery>,
 ) -> Result<Json<LedgerPage>, Problem> {
     workspace_access(&caller, &id, Scope::AccountRead)?;
@@ -302,7 +302,7 @@ pub struct Revoked {
 pub async fn revoke_api_key<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<Json<Revoked>, Problem> {
     let workspace_id = customer_of(&caller)?;
     let key = app.store.revoke_api_key(workspace_id, &id).await.map_err(|e| Problem::from_store(e, "API key", &id))?;

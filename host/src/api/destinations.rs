@@ -5,12 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Html;
 use serde::{Deserialize, Serialize};
 
-use super::{App, Body, Caller, IdPageQuery, Page, Params, Problem, customer_of, workspace_access};
+use super::{App, Body, Caller, IdPageQuery, Page, Params, PathId, Problem, customer_of, workspace_access};
 use crate::auth::{self, Principal, Scope, TokenKind};
 use crate::providers;
 use crate::store::{Destination, Store, new_id};
@@ -120,7 +120,7 @@ pub async fn list<S: Store>(
 
 /// Disconnects a destination (the customer only): unusable at once, its token wiped.
 #[utoipa::path(delete, path = "/v1/destinations/{id}", tag = "destinations", params(("id" = String, Path)), responses((status = 200, body = Destination), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn disconnect<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, Path(id): Path<String>) -> Result<Json<Destination>, Problem> {
+pub async fn disconnect<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, PathId(id): PathId) -> Result<Json<Destination>, Problem> {
     let workspace_id = customer_of(&caller)?;
     Ok(Json(app.store.disconnect_destination(workspace_id, &id).await.map_err(|e| Problem::from_store(e, "destination", &id))?))
 }
@@ -149,7 +149,7 @@ pub enum ReviewState {
 pub async fn review<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     Body(body): Body<Review>,
 ) -> Result<Json<Destination>, Problem> {
     if caller != Principal::Operator {

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::{App, Body, Caller, IdPageQuery, Page, Params, Problem, workspace_access};
+use super::{App, Body, Caller, IdPageQuery, Page, Params, PathId, Problem, workspace_access};
 use crate::auth::{Principal, Scope};
 use crate::model::MediaRef;
 use crate::preview::{Content, Preview, Settings, preview};
@@ -99,7 +99,7 @@ pub struct DraftPatch {
 pub async fn update<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     Body(patch): Body<DraftPatch>,
 ) -> Result<Json<Draft>, Problem> {
     let workspace_id = drafts_workspace(&caller, Scope::DraftsWrite)?;
@@ -114,7 +114,7 @@ pub async fn update<S: Store>(
 
 /// Reads a draft: the customer, or a key with `drafts:read`.
 #[utoipa::path(get, path = "/v1/drafts/{id}", tag = "drafts", params(("id" = String, Path)), responses((status = 200, body = Draft), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn get_one<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, Path(id): Path<String>) -> Result<Json<Draft>, Problem> {
+pub async fn get_one<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, PathId(id): PathId) -> Result<Json<Draft>, Problem> {
     let workspace_id = drafts_workspace(&caller, Scope::DraftsRead)?;
     Ok(Json(app.store.draft(workspace_id, &id).await.map_err(|e| Problem::from_store(e, "draft", &id))?))
 }
@@ -150,7 +150,7 @@ pub struct PreviewQuery {
 pub async fn preview_draft<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    PathId(id): PathId,
     Params(query): Params<PreviewQuery>,
 ) -> Result<Json<Preview>, Problem> {
     let workspace_id = drafts_workspace(&caller, Scope::DraftsRead)?;
@@ -188,7 +188,7 @@ impl From<Approval> for QueueItem {
 pub async fn submit<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
-    Path(id): Path<String>,
+    PathId(id): PathId,
 ) -> Result<(StatusCode, Json<QueueItem>), Problem> {
     let workspace_id = drafts_workspace(&caller, Scope::DraftsWrite)?;
     let approval = app.store.submit_draft(workspace_id, &id, actor(&caller)).await.map_err(|e| Problem::from_store(e, "draft", &id))?;
@@ -210,17 +210,17 @@ pub async fn queue<S: Store>(
 
 /// Approves an item: the customer only. An API key can never approve.
 #[utoipa::path(post, path = "/v1/approvals/{id}/approve", tag = "approvals", params(("id" = String, Path)), responses((status = 200, body = QueueItem), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn approve<S: Store>(state: State<Arc<App<S>>>, caller: Caller, id: Path<String>) -> Result<Json<QueueItem>, Problem> {
+pub async fn approve<S: Store>(state: State<Arc<App<S>>>, caller: Caller, id: PathId) -> Result<Json<QueueItem>, Problem> {
     decide(state, caller, id, true).await
 }
 
 /// Rejects an item: the customer only.
 #[utoipa::path(post, path = "/v1/approvals/{id}/reject", tag = "approvals", params(("id" = String, Path)), responses((status = 200, body = QueueItem), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn reject<S: Store>(state: State<Arc<App<S>>>, caller: Caller, id: Path<String>) -> Result<Json<QueueItem>, Problem> {
+pub async fn reject<S: Store>(state: State<Arc<App<S>>>, caller: Caller, id: PathId) -> Result<Json<QueueItem>, Problem> {
     decide(state, caller, id, false).await
 }
 
-async fn decide<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, Path(id): Path<String>, approve: bool) -> Result<Json<QueueItem>, Problem> {
+async fn decide<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, PathId(id): PathId, approve: bool) -> Result<Json<QueueItem>, Problem> {
     let workspace_id = match &caller {
         Principal::Customer { workspace_id } => workspace_id,
         Principal::ApiKey { .. } => return Err(Problem::forbidden("an API key can never approve or reject: only the customer decides")),

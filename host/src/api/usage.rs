@@ -14,14 +14,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde::Serialize;
 
-use super::{App, Caller, Problem, customer_of};
+use super::{App, Caller, PathId, Problem, customer_of};
 use crate::store::{Store, UsageCount};
 
 /// Per-key token buckets.
@@ -82,7 +82,7 @@ pub struct Usage {
 
 /// A key's usage, for its workspace's customer.
 #[utoipa::path(get, path = "/v1/api-keys/{id}/usage", tag = "keys", params(("id" = String, Path)), responses((status = 200, body = Usage), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn key_usage<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, Path(id): Path<String>) -> Result<Json<Usage>, Problem> {
+pub async fn key_usage<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, PathId(id): PathId) -> Result<Json<Usage>, Problem> {
     let workspace_id = customer_of(&caller)?;
     let by_route = app.store.usage(workspace_id, &id).await.map_err(|e| Problem::from_store(e, "API key", &id))?;
     let total = by_route.iter().map(|c| c.count).sum();

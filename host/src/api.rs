@@ -2,6 +2,7 @@
 //! body is size-limited, and every route learns its caller from one extractor.
 
 mod accounts;
+mod decisions;
 mod destinations;
 mod drafts;
 mod openapi;
@@ -54,6 +55,9 @@ pub fn routes<S: Store>(app: &Arc<App<S>>) -> Router<Arc<App<S>>> {
         .route("/v1/api-keys/{id}/revoke", post(accounts::revoke_api_key::<S>))
         .route("/v1/api-keys/{id}/usage", get(usage::key_usage::<S>))
         .route("/v1/audit", get(accounts::audit::<S>))
+        .route("/v1/flags", get(decisions::get_flags::<S>).put(decisions::set_flags::<S>))
+        .route("/v1/decisions", get(decisions::list::<S>))
+        .route("/v1/decisions/dry-run", post(decisions::dry_run::<S>))
         .route("/v1/destinations", get(destinations::list::<S>))
         .route("/v1/destinations/connect", post(destinations::connect::<S>))
         .route("/v1/destinations/callback", get(destinations::callback::<S>))

@@ -139,7 +139,7 @@ pub struct Account {
 }
 
 /// The operator's safety flags.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Flags {
     /// Whether live publishing is open.
@@ -151,7 +151,7 @@ pub struct Flags {
 }
 
 /// Whether live publishing is open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PublishingMode {
     /// In preview: live publishing is blocked.

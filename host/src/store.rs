@@ -13,7 +13,7 @@ use serde::Serialize;
 use sqlx::FromRow;
 
 use crate::auth::{NewToken, Scope};
-use crate::model::MediaRef;
+use crate::model::{self, GateRequest, MediaRef};
 
 /// Money, in integer cents.
 pub type Cents = i64;
@@ -263,6 +263,59 @@ pub struct Reviewer {
     pub created_at: String,
 }
 
+/// A decision as recorded: what was asked, what every gate said, what it cost,
+/// and its link in the workspace's hash chain.
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
+pub struct DecisionRecord {
+    /// Position in the log: the pagination cursor.
+    #[serde(skip)]
+    pub seq: i64,
+    /// `dec_…`.
+    pub id: String,
+    /// The workspace.
+    pub workspace_id: String,
+    /// `dry_run` or `publication`.
+    pub kind: String,
+    /// The API key that asked, if one did.
+    pub key_id: Option<String>,
+    /// The draft.
+    pub draft_id: String,
+    /// The destination.
+    pub destination_id: String,
+    /// sha256 of the gate request, as canonical JSON.
+    pub request_digest: String,
+    /// The policy's name.
+    pub policy: String,
+    /// The policy revision the whole chain ran on.
+    pub revision: String,
+    /// `allow`, `deny` or `pending`.
+    pub outcome: String,
+    /// Every gate's result, as JSON: name, digest, verdict, code, message, evidence, time, fuel.
+    pub gates: String,
+    /// What was charged, in cents.
+    pub charge_cents: Cents,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    /// The hash of the workspace's previous record (64 zeros for the first).
+    pub prev_hash: String,
+    /// sha256 of `prev_hash` and this record's content.
+    pub hash: String,
+}
+
+impl DecisionRecord {
+    /// The hash this record must carry: over the previous hash and every field but `seq` and `hash`.
+    pub fn expected_hash(&self) -> String {
+        let content = serde_json::json!([
+            self.id, self.workspace_id, self.kind, self.key_id, self.draft_id, self.destination_id, self.request_digest,
+            self.policy, self.revision, self.outcome, self.gates, self.charge_cents, self.created_at,
+        ]);
+        crate::engine::sha256_hex(format!("{}\n{content}", self.prev_hash).as_bytes())
+    }
+}
+
+/// The hash before a workspace's first decision.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
 /// What a top-up did.
 #[derive(Debug, Clone)]
 pub enum TopUp {
@@ -361,6 +414,16 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn create_reviewer(&self, label: &str, token: &NewToken) -> impl Future<Output = Result<Reviewer, StoreError>> + Send;
     /// The id of the unrevoked reviewer holding the token with this hash.
     fn reviewer_by_hash(&self, hash: &str) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    /// The operator's safety flags.
+    fn flags(&self) -> impl Future<Output = Result<model::Flags, StoreError>> + Send;
+    /// Replaces the safety flags (operator); audited.
+    fn set_flags(&self, flags: &model::Flags) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// The facts a decision rests on, read from the store: a gate request without its key.
+    fn facts(&self, workspace_id: &str, draft_id: &str, destination_id: &str) -> impl Future<Output = Result<GateRequest, StoreError>> + Send;
+    /// Appends a decision to its workspace's hash chain (fills `seq`, `prev_hash`, `hash`).
+    fn record_decision(&self, record: DecisionRecord) -> impl Future<Output = Result<DecisionRecord, StoreError>> + Send;
+    /// Decisions of a workspace (all, when `None`), of one key when given, after cursor `after`.
+    fn decisions(&self, workspace_id: Option<&str>, key_id: Option<&str>, after: i64, limit: i64) -> impl Future<Output = Result<Vec<DecisionRecord>, StoreError>> + Send;
     /// The audit trail of a workspace (of all, when `None`) after cursor `after`, oldest first.
     fn audit_trail(&self, workspace_id: Option<&str>, after: i64, limit: i64) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
 }
@@ -390,10 +453,10 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
 }
 
 /// Implements [`Store`] for a backend: the statements are portable, so both
-/// backends share this one text; only the pool type and how a writing
-/// transaction begins differ.
+/// backends share this one text; only the pool type, how a writing
+/// transaction begins, and how a workspace row is locked differ.
 macro_rules! impl_store {
-    ($store:ident, $db:ty, $begin:expr) => {
+    ($store:ident, $db:ty, $begin:expr, $lock_workspace:expr) => {
         /// The store on this backend.
         #[derive(Clone)]
         pub struct $store {
@@ -876,6 +939,142 @@ macro_rules! impl_store {
                 Ok(found.filter(|(_, stored)| crate::auth::same_hash(stored, hash)).map(|(id, _)| id))
             }
 
+            async fn flags(&self) -> Result<model::Flags, StoreError> {
+                let (mode, kill_switch, terms): (String, bool, String) =
+                    sqlx::query_as("SELECT publishing_mode, kill_switch, blocked_terms FROM flags WHERE id = 1").fetch_one(&self.pool).await?;
+                let publishing_mode = if mode == "live" { model::PublishingMode::Live } else { model::PublishingMode::Preview };
+                let blocked_terms = serde_json::from_str(&terms).map_err(|err| StoreError::Corrupt(format!("blocked terms: {err}")))?;
+                Ok(model::Flags { publishing_mode, kill_switch, blocked_terms })
+            }
+
+            async fn set_flags(&self, flags: &model::Flags) -> Result<(), StoreError> {
+                let mode = match flags.publishing_mode {
+                    model::PublishingMode::Preview => "preview",
+                    model::PublishingMode::Live => "live",
+                };
+                let terms = serde_json::to_string(&flags.blocked_terms).map_err(|err| StoreError::Corrupt(format!("blocked terms: {err}")))?;
+                let mut tx = self.write().await?;
+                sqlx::query("UPDATE flags SET publishing_mode = $1, kill_switch = $2, blocked_terms = $3, updated_at = $4 WHERE id = 1")
+                    .bind(mode)
+                    .bind(flags.kill_switch)
+                    .bind(&terms)
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await?;
+                let subject = format!("publishing_mode={mode} kill_switch={} blocked_terms={}", flags.kill_switch, flags.blocked_terms.len());
+                sqlx::query("INSERT INTO audit (workspace_id, actor, action, subject, created_at) VALUES (NULL, 'operator', 'flags.set', $1, $2)")
+                    .bind(subject)
+                    .bind(now())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn facts(&self, workspace_id: &str, draft_id: &str, destination_id: &str) -> Result<GateRequest, StoreError> {
+                let draft = self.draft(workspace_id, draft_id).await?;
+                let destination = self.destination(workspace_id, destination_id).await?;
+                // An approval of the current content wins; otherwise the latest item says where things stand.
+                let approval: Option<(String, String)> = sqlx::query_as(
+                    "SELECT status, content_digest FROM approvals WHERE draft_id = $1 ORDER BY (status = 'approved' AND content_digest = $2) DESC, created_at DESC, id DESC LIMIT 1",
+                )
+                .bind(draft_id)
+                .bind(&draft.content_digest)
+                .fetch_optional(&self.pool)
+                .await?;
+                let approval = match approval {
+                    None => model::Approval { status: model::ApprovalStatus::None, content_digest: None },
+                    Some((status, digest)) => model::Approval {
+                        status: match status.as_str() {
+                            "approved" => model::ApprovalStatus::Approved,
+                            "rejected" => model::ApprovalStatus::Rejected,
+                            _ => model::ApprovalStatus::Pending,
+                        },
+                        content_digest: Some(digest),
+                    },
+                };
+                let balance_cents = self.workspace(workspace_id).await?.balance_cents;
+                Ok(GateRequest {
+                    workspace_id: workspace_id.to_owned(),
+                    key: None,
+                    draft: model::Draft { id: draft.id, text: draft.text, media: draft.media, content_digest: draft.content_digest },
+                    destination: model::Destination {
+                        id: destination.id,
+                        workspace_id: destination.workspace_id,
+                        provider: destination.provider,
+                        connected: destination.connected,
+                        provider_review: match destination.provider_review.as_str() {
+                            "pending" => model::ProviderReview::Pending,
+                            "approved" => model::ProviderReview::Approved,
+                            "rejected" => model::ProviderReview::Rejected,
+                            _ => model::ProviderReview::None,
+                        },
+                    },
+                    approval,
+                    account: model::Account { balance_cents },
+                    flags: self.flags().await?,
+                })
+            }
+
+            async fn record_decision(&self, mut record: DecisionRecord) -> Result<DecisionRecord, StoreError> {
+                let mut tx = self.write().await?;
+                // Serialise the workspace's chain: one appender at a time.
+                sqlx::query(sqlx::AssertSqlSafe($lock_workspace)).bind(&record.workspace_id).execute(&mut *tx).await?;
+                let previous: Option<(String,)> = sqlx::query_as("SELECT hash FROM decisions WHERE workspace_id = $1 ORDER BY seq DESC LIMIT 1")
+                    .bind(&record.workspace_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                record.prev_hash = previous.map_or_else(|| GENESIS_HASH.to_owned(), |(hash,)| hash);
+                record.hash = record.expected_hash();
+                let (seq,): (i64,) = sqlx::query_as(
+                    "INSERT INTO decisions (id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING seq",
+                )
+                .bind(&record.id)
+                .bind(&record.workspace_id)
+                .bind(&record.kind)
+                .bind(&record.key_id)
+                .bind(&record.draft_id)
+                .bind(&record.destination_id)
+                .bind(&record.request_digest)
+                .bind(&record.policy)
+                .bind(&record.revision)
+                .bind(&record.outcome)
+                .bind(&record.gates)
+                .bind(record.charge_cents)
+                .bind(&record.created_at)
+                .bind(&record.prev_hash)
+                .bind(&record.hash)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                record.seq = seq;
+                Ok(record)
+            }
+
+            async fn decisions(&self, workspace_id: Option<&str>, key_id: Option<&str>, after: i64, limit: i64) -> Result<Vec<DecisionRecord>, StoreError> {
+                let mut filters = String::new();
+                if workspace_id.is_some() {
+                    filters.push_str(" AND workspace_id = $3");
+                }
+                if key_id.is_some() {
+                    filters.push_str(if workspace_id.is_some() { " AND key_id = $4" } else { " AND key_id = $3" });
+                }
+                let mut query = sqlx::query_as::<_, DecisionRecord>(sqlx::AssertSqlSafe(format!(
+                    "SELECT seq, id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash \
+                     FROM decisions WHERE seq > $1{filters} ORDER BY seq LIMIT $2"
+                )))
+                .bind(after)
+                .bind(limit);
+                if let Some(workspace_id) = workspace_id {
+                    query = query.bind(workspace_id);
+                }
+                if let Some(key_id) = key_id {
+                    query = query.bind(key_id);
+                }
+                Ok(query.fetch_all(&self.pool).await?)
+            }
+
             async fn record_usage(&self, key_id: &str, workspace_id: &str, method: &str, route: &str, status: u16) -> Result<(), StoreError> {
                 sqlx::query("INSERT INTO usage (key_id, workspace_id, method, route, status, at) VALUES ($1, $2, $3, $4, $5, $6)")
                     .bind(key_id)
@@ -975,7 +1174,9 @@ pub mod sqlite {
 
     // IMMEDIATE takes the write lock up front, so a transaction that reads
     // then writes never fails to upgrade under concurrency.
-    impl_store!(SqliteStore, sqlx::Sqlite, "BEGIN IMMEDIATE");
+    // IMMEDIATE already holds the database's one write lock: reading the
+    // workspace row is lock enough for its decision chain.
+    impl_store!(SqliteStore, sqlx::Sqlite, "BEGIN IMMEDIATE", "SELECT id FROM workspaces WHERE id = $1");
 
     /// Opens (creating if missing) the SQLite file at `url` in WAL mode and migrates it.
     pub async fn connect(url: &str) -> anyhow::Result<SqliteStore> {
@@ -997,7 +1198,7 @@ pub mod sqlite {
 pub mod postgres {
     use super::*;
 
-    impl_store!(PgStore, sqlx::Postgres, "BEGIN");
+    impl_store!(PgStore, sqlx::Postgres, "BEGIN", "SELECT id FROM workspaces WHERE id = $1 FOR UPDATE");
 
     /// Connects to PostgreSQL at `url` and migrates it.
     pub async fn connect(url: &str) -> anyhow::Result<PgStore> {

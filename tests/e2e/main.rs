@@ -8,6 +8,7 @@
 mod api;
 mod authoring;
 mod cli;
+mod decisions;
 mod destinations;
 mod drafts;
 mod hostile;

@@ -83,7 +83,7 @@ pub fn reference_gates() -> Vec<GateEntry> {
     vec![
         GateEntry::new("approval", gate("approval")),
         GateEntry::new("provider-review", gate("provider-review")),
-        GateEntry::new("destination", gate("destination")).with(r#"config = { providers = ["x", "bluesky"] }"#),
+        GateEntry::new("destination", gate("destination")).with(r#"config = { providers = ["x", "bluesky", "sandbox"] }"#),
         GateEntry::new("credit", gate("credit")).with("config = { price_cents = 4 }"),
         GateEntry::new("flags", gate("flags")),
     ]

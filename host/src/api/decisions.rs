@@ -1,0 +1,129 @@
+//! Safety flags, dry runs of the gate chain on the store's facts, and the decision log.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+
+use super::{App, Body, Caller, Params, Problem};
+use crate::auth::{Principal, Scope};
+use crate::model::{self, ApiKey, Flags};
+use crate::store::{DecisionRecord, Store, new_id, now};
+
+/// The most blocked terms, and the longest one, the operator may set.
+const MAX_BLOCKED_TERMS: usize = 500;
+const MAX_TERM_CHARS: usize = 200;
+/// Decisions per page, by default and at most.
+const PAGE: i64 = 50;
+const MAX_PAGE: i64 = 200;
+
+/// Reads the safety flags: the operator, customers and reviewers.
+#[utoipa::path(get, path = "/v1/flags", tag = "decisions", responses((status = 200, body = Flags), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub async fn get_flags<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller) -> Result<Json<Flags>, Problem> {
+    if matches!(caller, Principal::ApiKey { .. }) {
+        return Err(Problem::forbidden("API keys do not read the safety flags"));
+    }
+    Ok(Json(app.store.flags().await.map_err(Problem::internal)?))
+}
+
+/// Sets the safety flags (the operator only): publishing mode, kill switch, blocked terms. Audited.
+#[utoipa::path(put, path = "/v1/flags", tag = "decisions", request_body = Flags, responses((status = 200, body = Flags), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub async fn set_flags<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, Body(flags): Body<Flags>) -> Result<Json<Flags>, Problem> {
+    if caller != Principal::Operator {
+        return Err(Problem::forbidden("only the operator sets the safety flags"));
+    }
+    if flags.blocked_terms.len() > MAX_BLOCKED_TERMS || flags.blocked_terms.iter().any(|t| t.trim().is_empty() || t.chars().count() > MAX_TERM_CHARS) {
+        return Err(Problem::invalid(format!("`blocked_terms` takes at most {MAX_BLOCKED_TERMS} terms of 1 to {MAX_TERM_CHARS} characters")));
+    }
+    app.store.set_flags(&flags).await.map_err(Problem::internal)?;
+    Ok(Json(flags))
+}
+
+/// `POST /v1/decisions/dry-run`: which draft, to which destination.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionRequest {
+    draft_id: String,
+    destination_id: String,
+}
+
+/// Runs the active chain on the facts in the store, never charges, and records the result as a dry run.
+#[utoipa::path(post, path = "/v1/decisions/dry-run", tag = "decisions", request_body = DecisionRequest, responses((status = 200, body = DecisionRecord), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub async fn dry_run<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, Body(body): Body<DecisionRequest>) -> Result<Json<DecisionRecord>, Problem> {
+    let (workspace_id, key) = match &caller {
+        Principal::Customer { workspace_id } => (workspace_id.clone(), None),
+        Principal::ApiKey { id, workspace_id, scopes } if scopes.contains(&Scope::PublishRequest) => {
+            let names = scopes.iter().filter_map(|s| serde_json::to_value(s).ok()?.as_str().map(str::to_owned)).collect();
+            (workspace_id.clone(), Some(ApiKey { id: id.clone(), scopes: names }))
+        }
+        Principal::ApiKey { .. } => return Err(Problem::missing_scope(Scope::PublishRequest)),
+        Principal::Operator | Principal::Reviewer { .. } => return Err(Problem::forbidden("a dry run is asked for by the workspace's customer or its keys")),
+    };
+    let mut request: model::GateRequest = app
+        .store
+        .facts(&workspace_id, &body.draft_id, &body.destination_id)
+        .await
+        .map_err(|e| Problem::from_store(e, "draft or destination", &format!("{} / {}", body.draft_id, body.destination_id)))?;
+    request.key = key;
+    // The whole decision runs on the chain active when it started.
+    let chain = app.policy.current();
+    let decision = chain.evaluate(&request);
+    let canonical = serde_json::to_vec(&request).map_err(Problem::internal)?;
+    let record = DecisionRecord {
+        seq: 0,
+        id: new_id("dec"),
+        workspace_id,
+        kind: "dry_run".into(),
+        key_id: request.key.as_ref().map(|k| k.id.clone()),
+        draft_id: body.draft_id,
+        destination_id: body.destination_id,
+        request_digest: crate::engine::sha256_hex(&canonical),
+        policy: decision.policy.clone(),
+        revision: decision.revision.clone(),
+        outcome: decision.outcome.to_string(),
+        gates: serde_json::to_string(&decision.gates).map_err(Problem::internal)?,
+        charge_cents: 0,
+        created_at: now(),
+        prev_hash: String::new(),
+        hash: String::new(),
+    };
+    Ok(Json(app.store.record_decision(record).await.map_err(|e| Problem::from_store(e, "workspace", ""))?))
+}
+
+/// `?after=CURSOR&limit=N`, cursors being `c` and a sequence number.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionQuery {
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+/// A page of the decision log.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DecisionPage {
+    decisions: Vec<DecisionRecord>,
+    next_cursor: Option<String>,
+}
+
+/// Reads the decision log: the operator and reviewers (all), the customer (their workspace), a key (its own requests).
+#[utoipa::path(get, path = "/v1/decisions", tag = "decisions", params(DecisionQuery), responses((status = 200, body = DecisionPage), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub async fn list<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, Params(query): Params<DecisionQuery>) -> Result<Json<DecisionPage>, Problem> {
+    let (workspace_id, key_id) = match &caller {
+        Principal::Operator | Principal::Reviewer { .. } => (None, None),
+        Principal::Customer { workspace_id } => (Some(workspace_id.as_str()), None),
+        Principal::ApiKey { id, workspace_id, .. } => (Some(workspace_id.as_str()), Some(id.as_str())),
+    };
+    let after = match query.after.as_deref() {
+        None => 0,
+        Some(cursor) => cursor.strip_prefix('c').and_then(|n| n.parse().ok()).ok_or_else(|| Problem::invalid(format!("`after` cursor `{cursor}` is not one this API gave out")))?,
+    };
+    let limit = query.limit.unwrap_or(PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Problem::invalid(format!("`limit` must be 1 to {MAX_PAGE}")));
+    }
+    let decisions = app.store.decisions(workspace_id, key_id, after, limit).await.map_err(Problem::internal)?;
+    let next_cursor = if decisions.len() as i64 == limit { decisions.last().map(|d| format!("c{}", d.seq)) } else { None };
+    Ok(Json(DecisionPage { decisions, next_cursor }))
+}

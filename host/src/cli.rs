@@ -1,6 +1,7 @@
 //! The `postgate` command line: one file per subcommand, exit codes that tell
 //! outcomes and failures apart.
 
+mod audit_verify;
 mod eval;
 mod gate_build;
 mod gate_inspect;
@@ -21,7 +22,8 @@ use crate::engine::{Runtime, RuntimeOptions};
 const EXIT_CODES: &str = "\
 Exit codes:
   0   success; for `eval`, the chain allows
-  1   `eval`: the chain denies; `gate test`: a case failed; `preview`: the draft breaks a rule
+  1   `eval`: the chain denies; `gate test`: a case failed; `preview`: the draft breaks a rule;
+      `audit verify`: a decision chain is broken
   3   `eval`: the chain is pending (waiting on a human)
   64  invalid input: arguments, request, policy or gate
   70  internal error";
@@ -83,6 +85,9 @@ enum Command {
     /// Check and lock policy manifests.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Verify the decision log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Render a draft for one platform: payload, count, limit and broken rules.
     #[command(after_help = EXIT_CODES)]
     Preview(preview::Args),
@@ -98,6 +103,12 @@ enum GateCommand {
     Inspect(gate_inspect::Args),
     /// Scaffold a new gate crate on the gate SDK.
     New(gate_new::Args),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk every workspace's decision chain and report the first broken link of each.
+    Verify(audit_verify::Args),
 }
 
 #[derive(Subcommand)]
@@ -141,6 +152,7 @@ pub fn run() -> ExitCode {
         Command::Policy(PolicyCommand::Check(args)) => policy_check::run(args, &context),
         Command::Policy(PolicyCommand::Lock(args)) => policy_lock::run(args),
         Command::Preview(args) => preview::run(args),
+        Command::Audit(AuditCommand::Verify(args)) => audit_verify::run(args, &context),
     };
     let code = match result {
         Ok(exit) => exit,

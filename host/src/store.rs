@@ -313,6 +313,60 @@ impl DecisionRecord {
     }
 }
 
+/// A link of a decision chain that does not hold.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct BrokenLink {
+    /// The workspace whose chain breaks.
+    pub workspace_id: String,
+    /// The first decision that does not verify.
+    pub decision_id: String,
+    /// Why: its content changed, or it does not follow the record before it.
+    pub problem: String,
+}
+
+/// The outcome of walking every workspace's decision chain.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ChainReport {
+    /// Records checked.
+    pub decisions: u64,
+    /// The first broken link of each broken chain; empty when all verify.
+    pub broken: Vec<BrokenLink>,
+}
+
+/// Walks every workspace's decision chain, a page at a time, and reports the first broken link of each.
+pub async fn verify_chains<S: Store>(store: &S) -> Result<ChainReport, StoreError> {
+    let mut last_hash: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut broken: Vec<BrokenLink> = Vec::new();
+    let mut decisions = 0;
+    let mut after = 0;
+    loop {
+        let page = store.decisions(None, None, after, 1000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for record in page {
+            decisions += 1;
+            if broken.iter().any(|b| b.workspace_id == record.workspace_id) {
+                continue;
+            }
+            let expected_prev = last_hash.get(&record.workspace_id).map_or(GENESIS_HASH, String::as_str);
+            let problem = if record.prev_hash != expected_prev {
+                Some("it does not follow the record before it (`prev_hash` differs)")
+            } else if record.hash != record.expected_hash() {
+                Some("its content no longer matches its hash")
+            } else {
+                None
+            };
+            match problem {
+                Some(problem) => broken.push(BrokenLink { workspace_id: record.workspace_id, decision_id: record.id, problem: problem.into() }),
+                None => {
+                    last_hash.insert(record.workspace_id, record.hash);
+                }
+            }
+        }
+    }
+    Ok(ChainReport { decisions, broken })
+}
+
 /// The hash before a workspace's first decision.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 

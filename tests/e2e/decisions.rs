@@ -80,3 +80,36 @@ fn dry_runs_need_publish_request_and_stay_in_their_workspace() {
         assert_eq!((status, &flags["publishing_mode"]), (200, &json!("preview")), "live publishing is blocked by default");
     });
 }
+
+#[test]
+fn tampering_with_a_decision_is_reported() {
+    crate::api::each_backend_in(|server, data_dir| {
+        let (_, customer, agent, draft, destination) = ready(server);
+        let ask = json!({"draft_id": draft, "destination_id": destination});
+        let ids: Vec<String> = (0..3)
+            .map(|_| call(server, "POST", "/v1/decisions/dry-run", &agent, Some(ask.clone())).1["id"].as_str().unwrap().to_owned())
+            .collect();
+        let (status, report) = call(server, "GET", "/v1/decisions/verify", &server.operator, None);
+        assert_eq!((status, &report["broken"]), (200, &json!([])), "{report}");
+        assert!(report["decisions"].as_u64().unwrap() >= 3);
+        assert_eq!(call(server, "GET", "/v1/decisions/verify", &customer, None).0, 403);
+
+        // Only the SQLite run can reach its file; the PostgreSQL run checks the untampered chain.
+        let sqlite = data_dir.join("postgate.db");
+        if server.log.lock().unwrap().contains("backend=\"sqlite\"") {
+            let url = format!("sqlite://{}", sqlite.display());
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async {
+                let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+                sqlx::query("UPDATE decisions SET outcome = 'allow' WHERE id = $1").bind(&ids[1]).execute(&pool).await.unwrap();
+                pool.close().await;
+            });
+            let (_, report) = call(server, "GET", "/v1/decisions/verify", &server.operator, None);
+            assert_eq!(report["broken"][0]["decision_id"], json!(ids[1]), "{report}");
+            let output = crate::support::run(crate::support::postgate(data_dir).args(["audit", "verify", "--database-url", &url]));
+            assert_eq!(output.status.code(), Some(1));
+            let out = crate::support::stdout(&output);
+            assert!(out.contains(&format!("decision {}: its content no longer matches its hash", ids[1])), "{out}");
+        }
+    });
+}

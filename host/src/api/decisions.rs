@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{App, Body, Caller, Params, Problem};
 use crate::auth::{Principal, Scope};
 use crate::model::{self, ApiKey, Flags};
-use crate::store::{DecisionRecord, Store, new_id, now};
+use crate::store::{ChainReport, DecisionRecord, Store, new_id, now};
 
 /// The most blocked terms, and the longest one, the operator may set.
 const MAX_BLOCKED_TERMS: usize = 500;
@@ -89,6 +89,15 @@ pub async fn dry_run<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): C
         hash: String::new(),
     };
     Ok(Json(app.store.record_decision(record).await.map_err(|e| Problem::from_store(e, "workspace", ""))?))
+}
+
+/// Walks every workspace's decision chain and reports the first broken link of each: the operator and reviewers.
+#[utoipa::path(get, path = "/v1/decisions/verify", tag = "decisions", responses((status = 200, body = ChainReport), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub async fn verify<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller) -> Result<Json<ChainReport>, Problem> {
+    if !matches!(caller, Principal::Operator | Principal::Reviewer { .. }) {
+        return Err(Problem::forbidden("the operator and reviewers verify the decision log"));
+    }
+    Ok(Json(crate::store::verify_chains(&app.store).await.map_err(Problem::internal)?))
 }
 
 /// `?after=CURSOR&limit=N`, cursors being `c` and a sequence number.

@@ -24,7 +24,7 @@ send `Authorization: Bearer <token>`."
         destinations::disconnect, destinations::review,
         drafts::create, drafts::update, drafts::get_one, drafts::list, drafts::preview_draft,
         drafts::submit, drafts::queue, drafts::approve, drafts::reject,
-        decisions::get_flags, decisions::set_flags, decisions::dry_run, decisions::list,
+        decisions::get_flags, decisions::set_flags, decisions::dry_run, decisions::list, decisions::verify,
     ),
     modifiers(&BearerAuth)
 )]

@@ -313,6 +313,38 @@ impl DecisionRecord {
     }
 }
 
+/// A publication: queued once every gate allowed and the charge was taken.
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
+pub struct Publication {
+    /// `pub_…`.
+    pub id: String,
+    /// The workspace.
+    pub workspace_id: String,
+    /// The draft published.
+    pub draft_id: String,
+    /// Where to.
+    pub destination_id: String,
+    /// The decision that allowed it.
+    pub decision_id: String,
+    /// `queued`, `delivered` or `failed`.
+    pub state: String,
+    /// What it cost, in cents.
+    pub charge_cents: Cents,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+}
+
+/// What a publication request came to.
+#[derive(Debug, Clone)]
+pub enum Published {
+    /// Decided now: the record, and the publication when it was allowed and charged.
+    Decided(DecisionRecord, Option<Publication>),
+    /// The idempotency key was used before with the same request: its first answer.
+    Replayed(DecisionRecord, Option<Publication>),
+    /// The idempotency key was used before with another request.
+    KeyReused,
+}
+
 /// A link of a decision chain that does not hold.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BrokenLink {
@@ -474,6 +506,14 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn set_flags(&self, flags: &model::Flags) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The facts a decision rests on, read from the store: a gate request without its key.
     fn facts(&self, workspace_id: &str, draft_id: &str, destination_id: &str) -> impl Future<Output = Result<GateRequest, StoreError>> + Send;
+    /// Decides a publication atomically: replays an earlier answer to the same
+    /// idempotency key; otherwise, when `record` allows, takes `price` with a
+    /// guarded debit (an allow that the balance no longer covers becomes a
+    /// deny), writes the ledger entry, the publication and the decision record
+    /// in one transaction.
+    fn publish(&self, idempotency_key: &str, fingerprint: &str, record: DecisionRecord, price: Cents) -> impl Future<Output = Result<Published, StoreError>> + Send;
+    /// The earlier answer to an idempotency key, if it was used: replayed, or refused for another request.
+    fn idempotent_answer(&self, workspace_id: &str, key: &str, fingerprint: &str) -> impl Future<Output = Result<Option<Published>, StoreError>> + Send;
     /// Appends a decision to its workspace's hash chain (fills `seq`, `prev_hash`, `hash`).
     fn record_decision(&self, record: DecisionRecord) -> impl Future<Output = Result<DecisionRecord, StoreError>> + Send;
     /// Decisions of a workspace (all, when `None`), of one key when given, after cursor `after`.
@@ -495,6 +535,13 @@ pub fn new_id(prefix: &str) -> String {
 /// Now, RFC 3339 in UTC with microseconds.
 pub fn now() -> String {
     humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string()
+}
+
+/// The gates' results with one more, from the host, that denies.
+fn with_host_verdict(gates: &str, code: &str, message: &str) -> Result<String, StoreError> {
+    let mut results: Vec<serde_json::Value> = serde_json::from_str(gates).map_err(|err| StoreError::Corrupt(format!("gate results: {err}")))?;
+    results.push(serde_json::json!({ "gate": "host", "outcome": "deny", "code": code, "message": message }));
+    serde_json::to_string(&results).map_err(|err| StoreError::Corrupt(format!("gate results: {err}")))
 }
 
 /// Media references as stored: JSON.
@@ -1070,40 +1117,106 @@ macro_rules! impl_store {
                 })
             }
 
-            async fn record_decision(&self, mut record: DecisionRecord) -> Result<DecisionRecord, StoreError> {
-                let mut tx = self.write().await?;
-                // Serialise the workspace's chain: one appender at a time.
-                sqlx::query(sqlx::AssertSqlSafe($lock_workspace)).bind(&record.workspace_id).execute(&mut *tx).await?;
-                let previous: Option<(String,)> = sqlx::query_as("SELECT hash FROM decisions WHERE workspace_id = $1 ORDER BY seq DESC LIMIT 1")
-                    .bind(&record.workspace_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                record.prev_hash = previous.map_or_else(|| GENESIS_HASH.to_owned(), |(hash,)| hash);
-                record.hash = record.expected_hash();
-                let (seq,): (i64,) = sqlx::query_as(
-                    "INSERT INTO decisions (id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING seq",
-                )
-                .bind(&record.id)
-                .bind(&record.workspace_id)
-                .bind(&record.kind)
-                .bind(&record.key_id)
-                .bind(&record.draft_id)
-                .bind(&record.destination_id)
-                .bind(&record.request_digest)
-                .bind(&record.policy)
-                .bind(&record.revision)
-                .bind(&record.outcome)
-                .bind(&record.gates)
-                .bind(record.charge_cents)
-                .bind(&record.created_at)
-                .bind(&record.prev_hash)
-                .bind(&record.hash)
-                .fetch_one(&mut *tx)
-                .await?;
+            async fn idempotent_answer(&self, workspace_id: &str, key: &str, fingerprint: &str) -> Result<Option<Published>, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let answer = self.earlier_answer(&mut tx, workspace_id, key, fingerprint).await?;
                 tx.commit().await?;
-                record.seq = seq;
+                Ok(answer)
+            }
+
+            async fn record_decision(&self, record: DecisionRecord) -> Result<DecisionRecord, StoreError> {
+                let mut tx = self.write().await?;
+                let record = append_decision(&mut tx, record).await?;
+                tx.commit().await?;
                 Ok(record)
+            }
+
+            async fn publish(&self, idempotency_key: &str, fingerprint: &str, mut record: DecisionRecord, price: Cents) -> Result<Published, StoreError> {
+                let workspace_id = record.workspace_id.clone();
+                let mut tx = self.write().await?;
+                if let Some(earlier) = self.earlier_answer(&mut tx, &workspace_id, idempotency_key, fingerprint).await? {
+                    return Ok(earlier);
+                }
+                let mut publication = None;
+                if record.outcome == "allow" {
+                    let debited: Option<(Cents,)> =
+                        sqlx::query_as("UPDATE workspaces SET balance_cents = balance_cents - $1 WHERE id = $2 AND balance_cents >= $1 RETURNING balance_cents")
+                            .bind(price)
+                            .bind(&workspace_id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    match debited {
+                        // The gates saw a balance that a concurrent charge has since spent: deny.
+                        None => {
+                            record.outcome = "deny".into();
+                            record.gates = with_host_verdict(&record.gates, "insufficient_credit_at_charge", "the balance no longer covered the price when the charge was taken")?;
+                        }
+                        Some((balance_after_cents,)) => {
+                            let id = new_id("pub");
+                            sqlx::query(
+                                "INSERT INTO ledger (id, workspace_id, kind, amount_cents, balance_after_cents, reference, created_at) VALUES ($1, $2, 'charge', $3, $4, $5, $6)",
+                            )
+                            .bind(new_id("led"))
+                            .bind(&workspace_id)
+                            .bind(-price)
+                            .bind(balance_after_cents)
+                            .bind(format!("publication:{id}"))
+                            .bind(&record.created_at)
+                            .execute(&mut *tx)
+                            .await?;
+                            record.charge_cents = price;
+                            publication = Some(Publication {
+                                id,
+                                workspace_id: workspace_id.clone(),
+                                draft_id: record.draft_id.clone(),
+                                destination_id: record.destination_id.clone(),
+                                decision_id: record.id.clone(),
+                                state: "queued".into(),
+                                charge_cents: price,
+                                created_at: record.created_at.clone(),
+                            });
+                        }
+                    }
+                }
+                let record = append_decision(&mut tx, record).await?;
+                if let Some(publication) = &publication {
+                    sqlx::query(
+                        "INSERT INTO publications (id, workspace_id, draft_id, destination_id, decision_id, state, charge_cents, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    )
+                    .bind(&publication.id)
+                    .bind(&publication.workspace_id)
+                    .bind(&publication.draft_id)
+                    .bind(&publication.destination_id)
+                    .bind(&publication.decision_id)
+                    .bind(&publication.state)
+                    .bind(publication.charge_cents)
+                    .bind(&publication.created_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let claimed = sqlx::query("INSERT INTO idempotency (workspace_id, key, fingerprint, decision_id, created_at) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(&workspace_id)
+                    .bind(idempotency_key)
+                    .bind(fingerprint)
+                    .bind(&record.id)
+                    .bind(&record.created_at)
+                    .execute(&mut *tx)
+                    .await;
+                match claimed {
+                    Ok(_) => {
+                        tx.commit().await?;
+                        Ok(Published::Decided(record, publication))
+                    }
+                    // A racing retry with the same key committed first: undo everything, answer as it did.
+                    Err(err) if is_unique_violation(&err) => {
+                        tx.rollback().await?;
+                        let mut tx = self.write().await?;
+                        let earlier = self.earlier_answer(&mut tx, &workspace_id, idempotency_key, fingerprint).await?;
+                        tx.commit().await?;
+                        earlier.ok_or(StoreError::NotFound)
+                    }
+                    Err(err) => Err(err.into()),
+                }
             }
 
             async fn decisions(&self, workspace_id: Option<&str>, key_id: Option<&str>, after: i64, limit: i64) -> Result<Vec<DecisionRecord>, StoreError> {
@@ -1187,6 +1300,38 @@ macro_rules! impl_store {
         }
 
         impl $store {
+            /// The earlier answer to `key`, if any: replayed for the same request, refused for another.
+            async fn earlier_answer(
+                &self,
+                tx: &mut sqlx::Transaction<'static, $db>,
+                workspace_id: &str,
+                key: &str,
+                fingerprint: &str,
+            ) -> Result<Option<Published>, StoreError> {
+                let claimed: Option<(String, String)> = sqlx::query_as("SELECT fingerprint, decision_id FROM idempotency WHERE workspace_id = $1 AND key = $2")
+                    .bind(workspace_id)
+                    .bind(key)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                let Some((earlier_fingerprint, decision_id)) = claimed else { return Ok(None) };
+                if earlier_fingerprint != fingerprint {
+                    return Ok(Some(Published::KeyReused));
+                }
+                let record = sqlx::query_as::<_, DecisionRecord>(
+                    "SELECT seq, id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash FROM decisions WHERE id = $1",
+                )
+                .bind(&decision_id)
+                .fetch_one(&mut **tx)
+                .await?;
+                let publication = sqlx::query_as::<_, Publication>(
+                    "SELECT id, workspace_id, draft_id, destination_id, decision_id, state, charge_cents, created_at FROM publications WHERE decision_id = $1",
+                )
+                .bind(&decision_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+                Ok(Some(Published::Replayed(record, publication)))
+            }
+
             async fn destination_by_id(&self, id: &str) -> Result<Destination, StoreError> {
                 sqlx::query_as::<_, Destination>(sqlx::AssertSqlSafe(format!("SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id = $1")))
                     .bind(id)
@@ -1205,6 +1350,41 @@ macro_rules! impl_store {
                 .await?
                 .ok_or(StoreError::NotFound)
             }
+        }
+
+        /// Appends `record` to its workspace's hash chain inside the caller's transaction.
+        async fn append_decision(tx: &mut sqlx::Transaction<'static, $db>, mut record: DecisionRecord) -> Result<DecisionRecord, StoreError> {
+            // Serialise the workspace's chain: one appender at a time.
+            sqlx::query(sqlx::AssertSqlSafe($lock_workspace)).bind(&record.workspace_id).execute(&mut **tx).await?;
+            let previous: Option<(String,)> = sqlx::query_as("SELECT hash FROM decisions WHERE workspace_id = $1 ORDER BY seq DESC LIMIT 1")
+                .bind(&record.workspace_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+            record.prev_hash = previous.map_or_else(|| GENESIS_HASH.to_owned(), |(hash,)| hash);
+            record.hash = record.expected_hash();
+            let (seq,): (i64,) = sqlx::query_as(
+                "INSERT INTO decisions (id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING seq",
+            )
+            .bind(&record.id)
+            .bind(&record.workspace_id)
+            .bind(&record.kind)
+            .bind(&record.key_id)
+            .bind(&record.draft_id)
+            .bind(&record.destination_id)
+            .bind(&record.request_digest)
+            .bind(&record.policy)
+            .bind(&record.revision)
+            .bind(&record.outcome)
+            .bind(&record.gates)
+            .bind(record.charge_cents)
+            .bind(&record.created_at)
+            .bind(&record.prev_hash)
+            .bind(&record.hash)
+            .fetch_one(&mut **tx)
+            .await?;
+            record.seq = seq;
+            Ok(record)
         }
 
         /// Appends an audit record inside the caller's transaction.

@@ -13,6 +13,7 @@ mod destinations;
 mod drafts;
 mod hostile;
 mod policy_files;
+mod publications;
 mod server;
 mod support;
 mod swap;

@@ -186,8 +186,20 @@ impl Server {
 
     /// Calls the API with a raw body and content type.
     pub fn raw(&self, method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>, content_type: &str) -> (u16, Value, String) {
+        self.send(method, path, token, body, content_type, &[])
+    }
+
+    /// Calls the API with a JSON body and extra headers.
+    pub fn raw_with(&self, method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>, headers: &[(&str, &str)]) -> (u16, Value, String) {
+        self.send(method, path, token, body, "application/json", headers)
+    }
+
+    fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>, content_type: &str, headers: &[(&str, &str)]) -> (u16, Value, String) {
         let url = format!("{}{path}", self.base);
         let mut request = ureq::http::Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(token) = token {
             request = request.header("Authorization", format!("Bearer {token}"));
         }

@@ -40,8 +40,8 @@ pub async fn set_flags<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller):
     Ok(Json(flags))
 }
 
-/// `POST /v1/decisions/dry-run`: which draft, to which destination.
-#[derive(Deserialize, utoipa::ToSchema)]
+/// A publication or dry run: which draft, to which destination.
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionRequest {
     draft_id: String,
@@ -51,30 +51,55 @@ pub struct DecisionRequest {
 /// Runs the active chain on the facts in the store, never charges, and records the result as a dry run.
 #[utoipa::path(post, path = "/v1/decisions/dry-run", tag = "decisions", request_body = DecisionRequest, responses((status = 200, body = DecisionRecord), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn dry_run<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, Body(body): Body<DecisionRequest>) -> Result<Json<DecisionRecord>, Problem> {
-    let (workspace_id, key) = match &caller {
+    let (record, _) = decide(&app, &caller, body, "dry_run").await?;
+    Ok(Json(app.store.record_decision(record).await.map_err(|e| Problem::from_store(e, "workspace", ""))?))
+}
+
+/// The workspace a decision is asked for, and the asking key: the customer, or a key with `publish:request`.
+pub(super) fn asker(caller: &Principal) -> Result<(String, Option<ApiKey>), Problem> {
+    Ok(match caller {
         Principal::Customer { workspace_id } => (workspace_id.clone(), None),
         Principal::ApiKey { id, workspace_id, scopes } if scopes.contains(&Scope::PublishRequest) => {
             let names = scopes.iter().filter_map(|s| serde_json::to_value(s).ok()?.as_str().map(str::to_owned)).collect();
             (workspace_id.clone(), Some(ApiKey { id: id.clone(), scopes: names }))
         }
         Principal::ApiKey { .. } => return Err(Problem::missing_scope(Scope::PublishRequest)),
-        Principal::Operator | Principal::Reviewer { .. } => return Err(Problem::forbidden("a dry run is asked for by the workspace's customer or its keys")),
-    };
+        Principal::Operator | Principal::Reviewer { .. } => return Err(Problem::forbidden("decisions are asked for by the workspace's customer or its keys")),
+    })
+}
+
+/// The product's price of a publication when the policy has no credit gate to say otherwise.
+const DEFAULT_PRICE_CENTS: i64 = 4;
+
+/// Runs the active chain for `caller` on the store's facts: the unrecorded
+/// decision, and the price the chain's credit gate charges.
+pub(super) async fn decide<S: Store>(app: &App<S>, caller: &Principal, body: DecisionRequest, kind: &str) -> Result<(DecisionRecord, i64), Problem> {
+    let (workspace_id, key) = asker(caller)?;
     let mut request: model::GateRequest = app
         .store
         .facts(&workspace_id, &body.draft_id, &body.destination_id)
         .await
         .map_err(|e| Problem::from_store(e, "draft or destination", &format!("{} / {}", body.draft_id, body.destination_id)))?;
     request.key = key;
-    // The whole decision runs on the chain active when it started.
+    // The whole decision runs on the chain active when it started, and is charged at its price.
     let chain = app.policy.current();
+    let price = chain
+        .gates()
+        .into_iter()
+        .find(|gate| gate.name == "credit")
+        .and_then(|gate| gate.config.into_iter().find(|(key, _)| key == "price_cents"))
+        .and_then(|(_, value)| match value {
+            crate::policy::ConfigValue::Integer(cents) => Some(cents),
+            _ => None,
+        })
+        .unwrap_or(DEFAULT_PRICE_CENTS);
     let decision = chain.evaluate(&request);
     let canonical = serde_json::to_vec(&request).map_err(Problem::internal)?;
     let record = DecisionRecord {
         seq: 0,
         id: new_id("dec"),
         workspace_id,
-        kind: "dry_run".into(),
+        kind: kind.into(),
         key_id: request.key.as_ref().map(|k| k.id.clone()),
         draft_id: body.draft_id,
         destination_id: body.destination_id,
@@ -88,7 +113,7 @@ pub async fn dry_run<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): C
         prev_hash: String::new(),
         hash: String::new(),
     };
-    Ok(Json(app.store.record_decision(record).await.map_err(|e| Problem::from_store(e, "workspace", ""))?))
+    Ok((record, price))
 }
 
 /// Walks every workspace's decision chain and reports the first broken link of each: the operator and reviewers.

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, decisions, destinations, drafts, usage};
+use super::{accounts, decisions, destinations, drafts, publications, usage};
 use crate::server;
 
 /// Every route of the API and server.
@@ -24,7 +24,7 @@ send `Authorization: Bearer <token>`."
         destinations::disconnect, destinations::review,
         drafts::create, drafts::update, drafts::get_one, drafts::list, drafts::preview_draft,
         drafts::submit, drafts::queue, drafts::approve, drafts::reject,
-        decisions::get_flags, decisions::set_flags, decisions::dry_run, decisions::list, decisions::verify,
+        decisions::get_flags, decisions::set_flags, decisions::dry_run, decisions::list, decisions::verify, publications::publish,
     ),
     modifiers(&BearerAuth)
 )]

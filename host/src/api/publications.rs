@@ -1,0 +1,105 @@
+//! `POST /v1/publications`: the gate chain decides, and only an allow is
+//! charged, once, atomically with its record.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::decisions::{DecisionRequest, asker, decide};
+use super::{App, Body, Caller, Problem};
+use crate::store::{DecisionRecord, Publication, Published, Store};
+
+/// The header that makes a publication request safe to retry.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// An allowed, charged, queued publication and the decision behind it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Queued {
+    publication: Publication,
+    decision: DecisionRecord,
+}
+
+/// A decision waiting on a human (approval or provider review): nothing charged.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Waiting {
+    decision: DecisionRecord,
+}
+
+/// Asks to publish a draft to a destination: the customer, or a key with `publish:request`.
+///
+/// `Idempotency-Key` is required: a retry with the same key and body gets the
+/// first answer (`Idempotent-Replayed: true`) and is never charged twice; the
+/// same key with another body is a 422. 201: allowed, charged and queued.
+/// 202: pending on a human, nothing charged. 403 `denied`: a gate denied,
+/// nothing charged; the problem carries the decision.
+#[utoipa::path(post, path = "/v1/publications", tag = "decisions", request_body = DecisionRequest,
+    params(("Idempotency-Key" = String, Header, description = "1 to 128 visible ASCII characters, unique per request")),
+    responses((status = 201, body = Queued), (status = 202, body = Waiting),
+        (status = "4XX", description = "a problem (403 `denied` carries the decision)", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn publish<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    Body(body): Body<DecisionRequest>,
+) -> Result<Response, Problem> {
+    let key = headers
+        .get(IDEMPOTENCY_KEY)
+        .and_then(|value| value.to_str().ok())
+        .filter(|key| (1..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            Problem::new(StatusCode::BAD_REQUEST, "idempotency_key_required", "Idempotency key required", "send an `Idempotency-Key` header of 1 to 128 visible ASCII characters")
+        })?
+        .to_owned();
+    let fingerprint = crate::engine::sha256_hex(&serde_json::to_vec(&body).map_err(Problem::internal)?);
+    let (workspace_id, _) = asker(&caller)?;
+    // A retry is answered from the record, without deciding again.
+    let earlier = app.store.idempotent_answer(&workspace_id, &key, &fingerprint).await.map_err(|e| Problem::from_store(e, "workspace", &workspace_id))?;
+    let published = match earlier {
+        Some(answer) => answer,
+        None => {
+            let (record, price) = decide(&app, &caller, body, "publication").await?;
+            app.store.publish(&key, &fingerprint, record, price).await.map_err(|e| Problem::from_store(e, "workspace", &workspace_id))?
+        }
+    };
+    let (record, publication, replayed) = match published {
+        Published::Decided(record, publication) => (record, publication, false),
+        Published::Replayed(record, publication) => (record, publication, true),
+        Published::KeyReused => {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "Idempotency key reused",
+                format!("`Idempotency-Key: {key}` was used for another request"),
+            ));
+        }
+    };
+    let mut response = match (record.outcome.as_str(), publication) {
+        ("allow", Some(publication)) => (StatusCode::CREATED, Json(Queued { publication, decision: record })).into_response(),
+        ("pending", _) => (StatusCode::ACCEPTED, Json(Waiting { decision: record })).into_response(),
+        _ => {
+            let detail = denials(&record.gates);
+            let decision = serde_json::to_value(&record).map_err(Problem::internal)?;
+            Problem::new(StatusCode::FORBIDDEN, "denied", "Publication denied", detail).with("decision", decision).into_response()
+        }
+    };
+    if replayed {
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// The denying gates' messages, as one line.
+fn denials(gates: &str) -> String {
+    let results: Vec<serde_json::Value> = serde_json::from_str(gates).unwrap_or_default();
+    let reasons: Vec<String> = results
+        .iter()
+        .filter(|g| g["outcome"] == "deny")
+        .map(|g| format!("{} ({}): {}", g["gate"].as_str().unwrap_or("?"), g["code"].as_str().unwrap_or("?"), g["message"].as_str().unwrap_or("")))
+        .collect();
+    if reasons.is_empty() { "a gate denied".into() } else { format!("denied by {}", reasons.join("; ")) }
+}

@@ -1,0 +1,118 @@
+//! Gated publications over real HTTP on each backend: only an allow is
+//! charged, once, atomically; retries replay; races never overdraw.
+
+use serde_json::{Value, json};
+
+use crate::api::{each_backend, workspace};
+use crate::support::Server;
+
+/// A workspace with `cents`, an approved draft to an approved sandbox destination, and live publishing.
+fn ready(server: &Server, cents: i64) -> (String, String, Value) {
+    let (ws, customer) = workspace(server, "Publisher");
+    server.call("POST", &format!("/v1/workspaces/{ws}/credits"), Some(&server.operator), Some(json!({"amount_cents": cents, "reference": "funding"})));
+    let (_, started, _) = server.call("POST", "/v1/destinations/connect", Some(&customer), Some(json!({"provider": "sandbox"})));
+    let (_, destination, _) = server.call("GET", &format!("/v1/destinations/callback?state={}&code=c1", started["state"].as_str().unwrap()), None, None);
+    let destination = destination["id"].as_str().unwrap().to_owned();
+    server.call("PUT", &format!("/v1/destinations/{destination}/review"), Some(&server.operator), Some(json!({"state": "approved"})));
+    let (_, draft, _) = server.call("POST", "/v1/drafts", Some(&customer), Some(json!({"text": "Launch day!"})));
+    let draft = draft["id"].as_str().unwrap().to_owned();
+    let (_, item, _) = server.call("POST", &format!("/v1/drafts/{draft}/submit"), Some(&customer), None);
+    server.call("POST", &format!("/v1/approvals/{}/approve", item["id"].as_str().unwrap()), Some(&customer), None);
+    (ws, customer, json!({"draft_id": draft, "destination_id": destination}))
+}
+
+fn set_mode(server: &Server, mode: &str) {
+    let (status, _, _) = server.call("PUT", "/v1/flags", Some(&server.operator), Some(json!({"publishing_mode": mode, "kill_switch": false, "blocked_terms": []})));
+    assert_eq!(status, 200);
+}
+
+fn publish(server: &Server, token: &str, key: &str, body: &Value) -> (u16, Value, String) {
+    let raw = body.to_string();
+    server.raw_with("POST", "/v1/publications", Some(token), Some(raw.as_bytes()), &[("Idempotency-Key", key)])
+}
+
+fn balance(server: &Server, ws: &str, token: &str) -> i64 {
+    server.call("GET", &format!("/v1/workspaces/{ws}/balance"), Some(token), None).1["balance_cents"].as_i64().unwrap()
+}
+
+#[test]
+fn preview_denies_and_live_charges_four_cents_once() {
+    each_backend(|server| {
+        let (ws, customer, body) = ready(server, 500);
+        let (status, denied, _) = publish(server, &customer, "first", &body);
+        assert_eq!((status, &denied["type"]), (403, &json!("/problems/denied")), "{denied}");
+        assert!(denied["detail"].as_str().unwrap().contains("flags (publishing_blocked)"), "{denied}");
+        assert_eq!((&denied["decision"]["kind"], &denied["decision"]["charge_cents"]), (&json!("publication"), &json!(0)));
+        assert_eq!(balance(server, &ws, &customer), 500, "preview mode charges nothing");
+
+        set_mode(server, "live");
+        let (status, queued, _) = publish(server, &customer, "second", &body);
+        assert_eq!(status, 201, "{queued}");
+        assert_eq!((&queued["publication"]["state"], &queued["publication"]["charge_cents"], &queued["decision"]["outcome"]), (&json!("queued"), &json!(4), &json!("allow")));
+        assert_eq!(balance(server, &ws, &customer), 496);
+
+        let (status, again, _) = publish(server, &customer, "second", &body);
+        assert_eq!((status, &again["publication"]["id"]), (201, &queued["publication"]["id"]), "a retry replays the first answer");
+        assert!(server.transcript.lock().unwrap().contains("\"idempotent-replayed\": \"true\""));
+        assert_eq!(balance(server, &ws, &customer), 496, "and is never charged twice");
+
+        let other = json!({"draft_id": body["draft_id"], "destination_id": "dst_other"});
+        let (status, reused, _) = publish(server, &customer, "second", &other);
+        assert_eq!((status, &reused["type"]), (422, &json!("/problems/idempotency_key_reused")));
+        let (status, missing, _) = server.call("POST", "/v1/publications", Some(&customer), Some(body.clone()));
+        assert_eq!((status, &missing["type"]), (400, &json!("/problems/idempotency_key_required")));
+
+        let (_, ledger, _) = server.call("GET", &format!("/v1/workspaces/{ws}/ledger"), Some(&customer), None);
+        let charges: Vec<&Value> = ledger["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "charge").collect();
+        assert_eq!(charges.len(), 1);
+        assert_eq!((&charges[0]["amount_cents"], &charges[0]["balance_after_cents"]), (&json!(-4), &json!(496)));
+        let (_, report, _) = server.call("GET", "/v1/decisions/verify", Some(&server.operator), None);
+        assert_eq!(report["broken"], json!([]), "{report}");
+        set_mode(server, "preview");
+    });
+}
+
+#[test]
+fn pending_charges_nothing() {
+    each_backend(|server| {
+        let (ws, customer, body) = ready(server, 500);
+        set_mode(server, "live");
+        let (_, destination, _) = server.call("PUT", &format!("/v1/destinations/{}/review", body["destination_id"].as_str().unwrap()), Some(&server.operator), Some(json!({"state": "pending"})));
+        assert_eq!(destination["provider_review"], "pending");
+        let (status, waiting, _) = publish(server, &customer, "p1", &body);
+        assert_eq!((status, &waiting["decision"]["outcome"]), (202, &json!("pending")), "{waiting}");
+        assert_eq!(balance(server, &ws, &customer), 500);
+        set_mode(server, "preview");
+    });
+}
+
+#[test]
+fn racing_requests_never_overdraw_and_racing_retries_charge_once() {
+    each_backend(|server| {
+        const K: usize = 3;
+        let (ws, customer, body) = ready(server, 4 * K as i64);
+        set_mode(server, "live");
+        let statuses: Vec<u16> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4 * K).map(|i| {
+                let (customer, body) = (&customer, &body);
+                scope.spawn(move || publish(server, customer, &format!("race-{i}"), body).0)
+            }).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(statuses.iter().filter(|s| **s == 201).count(), K, "{statuses:?}");
+        assert_eq!(statuses.iter().filter(|s| **s == 403).count(), 3 * K, "{statuses:?}");
+        assert_eq!(balance(server, &ws, &customer), 0, "exactly K charges, never negative");
+
+        server.call("POST", &format!("/v1/workspaces/{ws}/credits"), Some(&server.operator), Some(json!({"amount_cents": 40, "reference": "more"})));
+        let ids: Vec<Value> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..5).map(|_| {
+                let (customer, body) = (&customer, &body);
+                scope.spawn(move || publish(server, customer, "same-key", body).1["publication"]["id"].clone())
+            }).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(ids.iter().all(|id| id.is_string() && *id == ids[0]), "{ids:?}");
+        assert_eq!(balance(server, &ws, &customer), 36, "five racing retries, one charge");
+        set_mode(server, "preview");
+    });
+}

@@ -334,6 +334,23 @@ pub struct Publication {
     pub created_at: String,
 }
 
+/// Which decisions to list; every field narrows.
+#[derive(Debug, Clone, Default)]
+pub struct DecisionFilter {
+    /// One workspace's.
+    pub workspace_id: Option<String>,
+    /// One key's requests.
+    pub key_id: Option<String>,
+    /// One decision.
+    pub id: Option<String>,
+    /// One outcome: `allow`, `deny` or `pending`.
+    pub outcome: Option<String>,
+    /// Made at or after this RFC 3339 time.
+    pub since: Option<String>,
+    /// Made before this RFC 3339 time.
+    pub until: Option<String>,
+}
+
 /// What a publication request came to.
 #[derive(Debug, Clone)]
 pub enum Published {
@@ -372,7 +389,7 @@ pub async fn verify_chains<S: Store>(store: &S) -> Result<ChainReport, StoreErro
     let mut decisions = 0;
     let mut after = 0;
     loop {
-        let page = store.decisions(None, None, after, 1000).await?;
+        let page = store.decisions(&DecisionFilter::default(), after, 1000).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
         for record in page {
@@ -516,8 +533,10 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn idempotent_answer(&self, workspace_id: &str, key: &str, fingerprint: &str) -> impl Future<Output = Result<Option<Published>, StoreError>> + Send;
     /// Appends a decision to its workspace's hash chain (fills `seq`, `prev_hash`, `hash`).
     fn record_decision(&self, record: DecisionRecord) -> impl Future<Output = Result<DecisionRecord, StoreError>> + Send;
-    /// Decisions of a workspace (all, when `None`), of one key when given, after cursor `after`.
-    fn decisions(&self, workspace_id: Option<&str>, key_id: Option<&str>, after: i64, limit: i64) -> impl Future<Output = Result<Vec<DecisionRecord>, StoreError>> + Send;
+    /// Decisions matching `filter`, after cursor `after`, oldest first.
+    fn decisions(&self, filter: &DecisionFilter, after: i64, limit: i64) -> impl Future<Output = Result<Vec<DecisionRecord>, StoreError>> + Send;
+    /// The publication `id` of a workspace.
+    fn publication(&self, workspace_id: &str, id: &str) -> impl Future<Output = Result<Publication, StoreError>> + Send;
     /// The audit trail of a workspace (of all, when `None`) after cursor `after`, oldest first.
     fn audit_trail(&self, workspace_id: Option<&str>, after: i64, limit: i64) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
 }
@@ -1219,27 +1238,39 @@ macro_rules! impl_store {
                 }
             }
 
-            async fn decisions(&self, workspace_id: Option<&str>, key_id: Option<&str>, after: i64, limit: i64) -> Result<Vec<DecisionRecord>, StoreError> {
-                let mut filters = String::new();
-                if workspace_id.is_some() {
-                    filters.push_str(" AND workspace_id = $3");
-                }
-                if key_id.is_some() {
-                    filters.push_str(if workspace_id.is_some() { " AND key_id = $4" } else { " AND key_id = $3" });
-                }
+            async fn decisions(&self, filter: &DecisionFilter, after: i64, limit: i64) -> Result<Vec<DecisionRecord>, StoreError> {
+                // Each given field adds one condition and one parameter, numbered from $3.
+                let conditions = [
+                    ("workspace_id =", &filter.workspace_id),
+                    ("key_id =", &filter.key_id),
+                    ("id =", &filter.id),
+                    ("outcome =", &filter.outcome),
+                    ("created_at >=", &filter.since),
+                    ("created_at <", &filter.until),
+                ];
+                let given: Vec<(&str, &String)> = conditions.iter().filter_map(|(sql, value)| value.as_ref().map(|v| (*sql, v))).collect();
+                let filters: String = given.iter().enumerate().map(|(i, (sql, _))| format!(" AND {sql} ${}", i + 3)).collect();
                 let mut query = sqlx::query_as::<_, DecisionRecord>(sqlx::AssertSqlSafe(format!(
                     "SELECT seq, id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash \
                      FROM decisions WHERE seq > $1{filters} ORDER BY seq LIMIT $2"
                 )))
                 .bind(after)
                 .bind(limit);
-                if let Some(workspace_id) = workspace_id {
-                    query = query.bind(workspace_id);
-                }
-                if let Some(key_id) = key_id {
-                    query = query.bind(key_id);
+                for (_, value) in given {
+                    query = query.bind(value.clone());
                 }
                 Ok(query.fetch_all(&self.pool).await?)
+            }
+
+            async fn publication(&self, workspace_id: &str, id: &str) -> Result<Publication, StoreError> {
+                sqlx::query_as::<_, Publication>(
+                    "SELECT id, workspace_id, draft_id, destination_id, decision_id, state, charge_cents, created_at FROM publications WHERE id = $1 AND workspace_id = $2",
+                )
+                .bind(id)
+                .bind(workspace_id)
+                .fetch_optional(&self.pool)
+                .await?
+                .ok_or(StoreError::NotFound)
             }
 
             async fn record_usage(&self, key_id: &str, workspace_id: &str, method: &str, route: &str, status: u16) -> Result<(), StoreError> {

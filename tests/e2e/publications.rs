@@ -68,6 +68,22 @@ fn preview_denies_and_live_charges_four_cents_once() {
         assert_eq!((&charges[0]["amount_cents"], &charges[0]["balance_after_cents"]), (&json!(-4), &json!(496)));
         let (_, report, _) = server.call("GET", "/v1/decisions/verify", Some(&server.operator), None);
         assert_eq!(report["broken"], json!([]), "{report}");
+
+        let publication = queued["publication"]["id"].as_str().unwrap();
+        let (status, read, _) = server.call("GET", &format!("/v1/publications/{publication}"), Some(&customer), None);
+        assert_eq!((status, &read["decision_id"]), (200, &queued["decision"]["id"]));
+        let (_, stranger) = workspace(server, "Stranger");
+        assert_eq!(server.call("GET", &format!("/v1/publications/{publication}"), Some(&stranger), None).0, 404);
+        let decision = queued["decision"]["id"].as_str().unwrap();
+        assert_eq!(server.call("GET", &format!("/v1/decisions/{decision}"), Some(&customer), None).1["outcome"], "allow");
+        assert_eq!(server.call("GET", &format!("/v1/decisions/{decision}"), Some(&stranger), None).0, 404);
+        let (_, allows, _) = server.call("GET", "/v1/decisions?outcome=allow", Some(&customer), None);
+        assert_eq!(allows["decisions"].as_array().map(Vec::len), Some(1));
+        let (_, denies, _) = server.call("GET", "/v1/decisions?outcome=deny&since=2000-01-01T00:00:00Z", Some(&customer), None);
+        assert_eq!(denies["decisions"].as_array().map(Vec::len), Some(1));
+        let (_, future, _) = server.call("GET", "/v1/decisions?since=2999-01-01T00:00:00Z", Some(&customer), None);
+        assert_eq!(future["decisions"], json!([]));
+        assert_eq!(server.call("GET", "/v1/decisions?since=yesterday", Some(&customer), None).0, 422);
         set_mode(server, "preview");
     });
 }

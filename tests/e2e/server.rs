@@ -114,7 +114,9 @@ fn openapi_documents_every_route_and_schema() {
         ("/v1/destinations/{id}/review", "put"), ("/sandbox/consent", "get"), ("/v1/drafts", "post"), ("/v1/drafts", "get"),
         ("/v1/drafts/{id}", "get"), ("/v1/drafts/{id}", "patch"), ("/v1/drafts/{id}/preview", "get"),
         ("/v1/drafts/{id}/submit", "post"), ("/v1/approvals", "get"), ("/v1/approvals/{id}/approve", "post"),
-        ("/v1/approvals/{id}/reject", "post"),
+        ("/v1/approvals/{id}/reject", "post"), ("/v1/flags", "get"), ("/v1/flags", "put"), ("/v1/decisions", "get"),
+        ("/v1/decisions/{id}", "get"), ("/v1/decisions/dry-run", "post"), ("/v1/decisions/verify", "get"),
+        ("/v1/publications", "post"), ("/v1/publications/{id}", "get"), ("/v1/reviewers", "post"),
     ];
     for (path, method) in routes {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} is not documented");

@@ -6,10 +6,10 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
-use super::{App, Body, Caller, Params, Problem};
+use super::{App, Body, Caller, Params, PathId, Problem};
 use crate::auth::{Principal, Scope};
 use crate::model::{self, ApiKey, Flags};
-use crate::store::{ChainReport, DecisionRecord, Store, new_id, now};
+use crate::store::{ChainReport, DecisionFilter, DecisionRecord, Store, new_id, now};
 
 /// The most blocked terms, and the longest one, the operator may set.
 const MAX_BLOCKED_TERMS: usize = 500;
@@ -116,6 +116,14 @@ pub(super) async fn decide<S: Store>(app: &App<S>, caller: &Principal, body: Dec
     Ok((record, price))
 }
 
+/// Reads one decision, under the same visibility as the log.
+#[utoipa::path(get, path = "/v1/decisions/{id}", tag = "decisions", params(("id" = String, Path)), responses((status = 200, body = DecisionRecord), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub async fn get_one<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, PathId(id): PathId) -> Result<Json<DecisionRecord>, Problem> {
+    let filter = DecisionFilter { id: Some(id.clone()), ..visible(&caller) };
+    let found = app.store.decisions(&filter, 0, 1).await.map_err(Problem::internal)?;
+    found.into_iter().next().map(Json).ok_or_else(|| Problem::not_found("decision", &id))
+}
+
 /// Walks every workspace's decision chain and reports the first broken link of each: the operator and reviewers.
 #[utoipa::path(get, path = "/v1/decisions/verify", tag = "decisions", responses((status = 200, body = ChainReport), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn verify<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller) -> Result<Json<ChainReport>, Problem> {
@@ -125,13 +133,43 @@ pub async fn verify<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Ca
     Ok(Json(crate::store::verify_chains(&app.store).await.map_err(Problem::internal)?))
 }
 
-/// `?after=CURSOR&limit=N`, cursors being `c` and a sequence number.
+/// `?after=CURSOR&limit=N&outcome=&key=&since=&until=`, cursors being `c` and a sequence number.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionQuery {
     after: Option<String>,
     limit: Option<i64>,
+    /// Only this outcome.
+    outcome: Option<model::Outcome>,
+    /// Only this key's requests.
+    key: Option<String>,
+    /// Made at or after this RFC 3339 UTC time.
+    since: Option<String>,
+    /// Made before this RFC 3339 UTC time.
+    until: Option<String>,
+}
+
+/// Which decisions `caller` may read: all (operator, reviewers), a workspace's (customer), a key's own (key).
+fn visible(caller: &Principal) -> DecisionFilter {
+    match caller {
+        Principal::Operator | Principal::Reviewer { .. } => DecisionFilter::default(),
+        Principal::Customer { workspace_id } => DecisionFilter { workspace_id: Some(workspace_id.clone()), ..Default::default() },
+        Principal::ApiKey { id, workspace_id, .. } => {
+            DecisionFilter { workspace_id: Some(workspace_id.clone()), key_id: Some(id.clone()), ..Default::default() }
+        }
+    }
+}
+
+/// A time bound as stored (RFC 3339, UTC, microseconds), or a problem naming the parameter.
+fn time_bound(name: &str, value: Option<String>) -> Result<Option<String>, Problem> {
+    value
+        .map(|text| {
+            humantime::parse_rfc3339_weak(&text)
+                .map(|at| humantime::format_rfc3339_micros(at).to_string())
+                .map_err(|_| Problem::invalid(format!("`{name}` must be an RFC 3339 time such as 2026-12-04T18:00:00Z")))
+        })
+        .transpose()
 }
 
 /// A page of the decision log.
@@ -144,11 +182,17 @@ pub struct DecisionPage {
 /// Reads the decision log: the operator and reviewers (all), the customer (their workspace), a key (its own requests).
 #[utoipa::path(get, path = "/v1/decisions", tag = "decisions", params(DecisionQuery), responses((status = 200, body = DecisionPage), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn list<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, Params(query): Params<DecisionQuery>) -> Result<Json<DecisionPage>, Problem> {
-    let (workspace_id, key_id) = match &caller {
-        Principal::Operator | Principal::Reviewer { .. } => (None, None),
-        Principal::Customer { workspace_id } => (Some(workspace_id.as_str()), None),
-        Principal::ApiKey { id, workspace_id, .. } => (Some(workspace_id.as_str()), Some(id.as_str())),
-    };
+    let mut filter = visible(&caller);
+    if let Some(key) = query.key {
+        // A key that asks for another key's requests finds none: the filters narrow, never widen.
+        if filter.key_id.as_ref().is_some_and(|own| *own != key) {
+            return Ok(Json(DecisionPage { decisions: Vec::new(), next_cursor: None }));
+        }
+        filter.key_id = Some(key);
+    }
+    filter.outcome = query.outcome.map(|o| o.to_string());
+    filter.since = time_bound("since", query.since)?;
+    filter.until = time_bound("until", query.until)?;
     let after = match query.after.as_deref() {
         None => 0,
         Some(cursor) => cursor.strip_prefix('c').and_then(|n| n.parse().ok()).ok_or_else(|| Problem::invalid(format!("`after` cursor `{cursor}` is not one this API gave out")))?,
@@ -157,7 +201,7 @@ pub async fn list<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Call
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(Problem::invalid(format!("`limit` must be 1 to {MAX_PAGE}")));
     }
-    let decisions = app.store.decisions(workspace_id, key_id, after, limit).await.map_err(Problem::internal)?;
+    let decisions = app.store.decisions(&filter, after, limit).await.map_err(Problem::internal)?;
     let next_cursor = if decisions.len() as i64 == limit { decisions.last().map(|d| format!("c{}", d.seq)) } else { None };
     Ok(Json(DecisionPage { decisions, next_cursor }))
 }

@@ -24,8 +24,11 @@ send `Authorization: Bearer <token>`."
         destinations::disconnect, destinations::review,
         drafts::create, drafts::update, drafts::get_one, drafts::list, drafts::preview_draft,
         drafts::submit, drafts::queue, drafts::approve, drafts::reject,
-        decisions::get_flags, decisions::set_flags, decisions::dry_run, decisions::list, decisions::verify, publications::publish,
+        decisions::get_flags, decisions::set_flags, decisions::dry_run, decisions::list, decisions::verify, decisions::get_one,
+        publications::publish, publications::get_one,
     ),
+    // Schemas only query parameters name are not collected from the paths.
+    components(schemas(crate::model::Outcome)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

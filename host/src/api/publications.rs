@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::decisions::{DecisionRequest, asker, decide};
-use super::{App, Body, Caller, Problem};
+use super::{App, Body, Caller, PathId, Problem};
 use crate::store::{DecisionRecord, Publication, Published, Store};
 
 /// The header that makes a publication request safe to retry.
@@ -91,6 +91,13 @@ pub async fn publish<S: Store>(
         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// Reads a publication: the workspace's customer, or its keys with `publish:request`.
+#[utoipa::path(get, path = "/v1/publications/{id}", tag = "decisions", params(("id" = String, Path)), responses((status = 200, body = Publication), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub async fn get_one<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, PathId(id): PathId) -> Result<Json<Publication>, Problem> {
+    let (workspace_id, _) = asker(&caller)?;
+    Ok(Json(app.store.publication(&workspace_id, &id).await.map_err(|e| Problem::from_store(e, "publication", &id))?))
 }
 
 /// The denying gates' messages, as one line.

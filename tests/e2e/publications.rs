@@ -132,3 +132,44 @@ fn racing_requests_never_overdraw_and_racing_retries_charge_once() {
         set_mode(server, "preview");
     });
 }
+
+/// The code the gate named `gate` gave in a denied publication's decision.
+fn code_of(denied: &Value, gate: &str) -> String {
+    let gates: Value = serde_json::from_str(denied["decision"]["gates"].as_str().unwrap()).unwrap();
+    gates.as_array().unwrap().iter().find(|g| g["gate"] == gate).map(|g| g["code"].as_str().unwrap().to_owned()).unwrap_or_default()
+}
+
+#[test]
+fn each_gate_denies_its_case_and_nothing_is_charged() {
+    each_backend(|server| {
+        set_mode(server, "live");
+        // approval: a draft never submitted.
+        let (ws, customer, body) = ready(server, 500);
+        let (_, fresh, _) = server.call("POST", "/v1/drafts", Some(&customer), Some(json!({"text": "unsubmitted"})));
+        let unsubmitted = json!({"draft_id": fresh["id"], "destination_id": body["destination_id"]});
+        let (status, denied, _) = publish(server, &customer, "a", &unsubmitted);
+        assert_eq!((status, code_of(&denied, "approval")), (403, "approval_missing".into()), "{denied}");
+        // provider-review: rejected by the provider.
+        let destination = body["destination_id"].as_str().unwrap();
+        server.call("PUT", &format!("/v1/destinations/{destination}/review"), Some(&server.operator), Some(json!({"state": "rejected"})));
+        let (_, denied, _) = publish(server, &customer, "b", &body);
+        assert_eq!(code_of(&denied, "provider-review"), "review_rejected");
+        server.call("PUT", &format!("/v1/destinations/{destination}/review"), Some(&server.operator), Some(json!({"state": "approved"})));
+        // flags: the kill switch.
+        server.call("PUT", "/v1/flags", Some(&server.operator), Some(json!({"publishing_mode": "live", "kill_switch": true, "blocked_terms": []})));
+        let (_, denied, _) = publish(server, &customer, "c", &body);
+        assert_eq!(code_of(&denied, "flags"), "kill_switch");
+        set_mode(server, "live");
+        // destination: disconnected by the customer.
+        server.call("DELETE", &format!("/v1/destinations/{destination}"), Some(&customer), None);
+        let (_, denied, _) = publish(server, &customer, "d", &body);
+        assert_eq!(code_of(&denied, "destination"), "destination_disconnected");
+        assert_eq!(balance(server, &ws, &customer), 500, "no deny charged anything");
+        // credit: three cents.
+        let (poor_ws, poor, poor_body) = ready(server, 3);
+        let (status, denied, _) = publish(server, &poor, "e", &poor_body);
+        assert_eq!((status, code_of(&denied, "credit")), (403, "insufficient_credit".into()));
+        assert_eq!(balance(server, &poor_ws, &poor), 3);
+        set_mode(server, "preview");
+    });
+}

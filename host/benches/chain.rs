@@ -27,19 +27,30 @@ fn main() -> anyhow::Result<()> {
     let request = GateRequest::from_json(&std::fs::read_to_string(root.join("examples/allow.json"))?)?;
     let cache = tempfile::tempdir()?;
 
-    println!("postgate gate-chain benchmark ({} samples, {} cores)", SAMPLES, std::thread::available_parallelism()?.get());
+    println!(
+        "postgate gate-chain benchmark ({} samples, {} cores)",
+        SAMPLES,
+        std::thread::available_parallelism()?.get()
+    );
     println!();
     load_times(&policy, cache.path())?;
 
     let runtime = runtime(cache.path())?;
     let chain = Arc::new(runtime.load(&policy));
-    anyhow::ensure!(chain.faults().is_empty(), "the default policy must load: {:?}", chain.faults().first().map(|f| f.1.to_string()));
+    anyhow::ensure!(
+        chain.faults().is_empty(),
+        "the default policy must load: {:?}",
+        chain.faults().first().map(|f| f.1.to_string())
+    );
     let decision = chain.evaluate(&request);
     anyhow::ensure!(decision.outcome == Outcome::Allow, "the example request must be allowed");
     let native = native_chain();
     let native_codes: Vec<String> = native.iter().map(|gate| gate(testing::request()).code).collect();
     let wasm_codes: Vec<String> = decision.gates.iter().map(|g| g.code.clone()).collect();
-    anyhow::ensure!(native_codes == wasm_codes, "native {native_codes:?} and wasm {wasm_codes:?} must decide alike");
+    anyhow::ensure!(
+        native_codes == wasm_codes,
+        "native {native_codes:?} and wasm {wasm_codes:?} must decide alike"
+    );
 
     let wasm = sample(|| black_box(chain.evaluate(black_box(&request))).outcome);
     let floor = sample(|| {
@@ -53,7 +64,11 @@ fn main() -> anyhow::Result<()> {
     println!("per decision, one thread         p50        p99");
     println!("  five wasm gates, fresh inst. {:>7.1} us {:>7.1} us", us(wasm.0), us(wasm.1));
     println!("  same checks, native Rust     {:>7.2} us {:>7.2} us", us(floor.0), us(floor.1));
-    println!("  ratio wasm / native          {:>7.0} x  {:>7.0} x", ratio(wasm.0, floor.0), ratio(wasm.1, floor.1));
+    println!(
+        "  ratio wasm / native          {:>7.0} x  {:>7.0} x",
+        ratio(wasm.0, floor.0),
+        ratio(wasm.1, floor.1)
+    );
     per_gate(&chain, &request);
     println!();
 
@@ -69,7 +84,9 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn runtime(cache: &Path) -> anyhow::Result<Runtime> {
-    Runtime::new(&RuntimeOptions { cache_dir: Some(cache.to_owned()) })
+    Runtime::new(&RuntimeOptions {
+        cache_dir: Some(cache.to_owned()),
+    })
 }
 
 /// Cold compile and warm (cached) load of each gate, and of the whole policy on restart.
@@ -79,7 +96,10 @@ fn load_times(policy: &Policy, cache: &Path) -> anyhow::Result<()> {
     let mut cold_total = Duration::ZERO;
     let mut warm_total = Duration::ZERO;
     for spec in &policy.gates {
-        let single = Policy { gates: vec![spec.clone()], ..policy.clone() };
+        let single = Policy {
+            gates: vec![spec.clone()],
+            ..policy.clone()
+        };
         let started = Instant::now();
         drop(cold.load(&single));
         let compile = started.elapsed();
@@ -96,14 +116,23 @@ fn load_times(policy: &Policy, cache: &Path) -> anyhow::Result<()> {
     let started = Instant::now();
     let restarted = runtime(cache)?;
     let chain = restarted.load(&Policy::load(&policy.path)?);
-    println!("restart: engine + parse + load of the default policy from a warm cache: {:.1} ms ({} of 5 gates cached)", ms(started.elapsed()), chain.cached_gates());
+    println!(
+        "restart: engine + parse + load of the default policy from a warm cache: {:.1} ms ({} of 5 gates cached)",
+        ms(started.elapsed()),
+        chain.cached_gates()
+    );
     println!();
     Ok(())
 }
 
 /// The five reference gates called natively, as plain Rust functions.
 fn native_chain() -> Vec<Box<dyn Fn(Request) -> Verdict>> {
-    let providers = || vec![testing::texts("providers", &["x", "bluesky", "mastodon", "linkedin", "threads", "telegram", "discord", "sandbox"])];
+    let providers = || {
+        vec![testing::texts(
+            "providers",
+            &["x", "bluesky", "mastodon", "linkedin", "threads", "telegram", "discord", "sandbox"],
+        )]
+    };
     let price = || vec![testing::integer("price_cents", 4)];
     let none = Vec::<ConfigEntry>::new;
     vec![
@@ -165,21 +194,30 @@ fn throughput(chain: &Arc<Chain>, request: &GateRequest, threads: usize) -> f64 
 fn hostile(runtime: &Runtime, root: &Path, chain: &Chain, request: &GateRequest, dir: &Path) -> anyhow::Result<()> {
     let fixture = root.join("target/fixtures/infinite-loop.wasm");
     if !fixture.exists() {
-        println!("hostile gate: skipped ({} is not built; `./dev bench` builds it)", fixture.display());
+        println!(
+            "hostile gate: skipped ({} is not built; `./dev bench` builds it)",
+            fixture.display()
+        );
         return Ok(());
     }
     let digest = postgate::engine::sha256_hex(&std::fs::read(&fixture)?);
     let manifest = dir.join("hostile.toml");
     std::fs::write(
         &manifest,
-        format!("version = 1\nname = \"hostile\"\n[[gate]]\nname = \"loop\"\ncomponent = {:?}\nsha256 = \"{digest}\"\nlimits = {{ fuel = 10_000_000_000 }}\n", fixture.display().to_string()),
+        format!(
+            "version = 1\nname = \"hostile\"\n[[gate]]\nname = \"loop\"\ncomponent = {:?}\nsha256 = \"{digest}\"\nlimits = {{ fuel = 10_000_000_000 }}\n",
+            fixture.display().to_string()
+        ),
     )?;
     let hostile = runtime.load(&Policy::load(&manifest)?);
     let before = sample(|| chain.evaluate(request).outcome);
     let stops: Vec<u64> = (0..20).map(|_| hostile.evaluate(request).gates[0].duration_us).collect();
     let after = sample(|| chain.evaluate(request).outcome);
     println!("hostile gate (infinite loop, 10 ms deadline, fuel 10^10: the deadline stops it)");
-    println!("  stopped after       {:.1} ms (max of 20 runs)", stops.iter().max().copied().unwrap_or(0) as f64 / 1000.0);
+    println!(
+        "  stopped after       {:.1} ms (max of 20 runs)",
+        stops.iter().max().copied().unwrap_or(0) as f64 / 1000.0
+    );
     println!("  chain p50 before    {:.1} us, after {:.1} us", us(before.0), us(after.0));
     Ok(())
 }

@@ -12,10 +12,10 @@ mod usage;
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::routing::{get, post};
-use axum::Router;
 use serde::de::DeserializeOwned;
 
 use crate::auth::{self, Principal, Scope, TokenKind};
@@ -52,7 +52,10 @@ pub fn routes<S: Store>(app: &Arc<App<S>>) -> Router<Arc<App<S>>> {
         .route("/v1/workspaces/{id}/credits", post(accounts::top_up::<S>))
         .route("/v1/workspaces/{id}/balance", get(accounts::balance::<S>))
         .route("/v1/workspaces/{id}/ledger", get(accounts::ledger::<S>))
-        .route("/v1/api-keys", post(accounts::create_api_key::<S>).get(accounts::list_api_keys::<S>))
+        .route(
+            "/v1/api-keys",
+            post(accounts::create_api_key::<S>).get(accounts::list_api_keys::<S>),
+        )
         .route("/v1/api-keys/{id}/revoke", post(accounts::revoke_api_key::<S>))
         .route("/v1/api-keys/{id}/usage", get(usage::key_usage::<S>))
         .route("/v1/audit", get(accounts::audit::<S>))
@@ -86,27 +89,47 @@ impl<S: Store> FromRequestParts<Arc<App<S>>> for Caller {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App<S>>) -> Result<Self, Problem> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or_else(Problem::unauthenticated)?;
-        let token = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")).ok_or_else(Problem::unauthenticated)?;
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(Problem::unauthenticated)?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(Problem::unauthenticated)?;
         let kind = auth::kind_of(token.trim()).ok_or_else(Problem::invalid_token)?;
         let hash = auth::hash(token.trim());
         match kind {
             TokenKind::Operator => {
-                return if auth::same_hash(&hash, &app.operator_hash) { Ok(Self(Principal::Operator)) } else { Err(Problem::invalid_token()) };
+                return if auth::same_hash(&hash, &app.operator_hash) {
+                    Ok(Self(Principal::Operator))
+                } else {
+                    Err(Problem::invalid_token())
+                };
             }
             TokenKind::Reviewer => {
-                let id = app.store.reviewer_by_hash(&hash).await.map_err(Problem::internal)?.ok_or_else(Problem::invalid_token)?;
+                let id = app
+                    .store
+                    .reviewer_by_hash(&hash)
+                    .await
+                    .map_err(Problem::internal)?
+                    .ok_or_else(Problem::invalid_token)?;
                 return Ok(Self(Principal::Reviewer { id }));
             }
             TokenKind::Customer | TokenKind::ApiKey => {}
         }
         let record = app.store.token(&hash).await.map_err(Problem::internal)?;
-        let record = record.filter(|r| r.revoked_at.is_none() && auth::same_hash(&r.hash, &hash)).ok_or_else(Problem::invalid_token)?;
+        let record = record
+            .filter(|r| r.revoked_at.is_none() && auth::same_hash(&r.hash, &hash))
+            .ok_or_else(Problem::invalid_token)?;
         let touch = |id: String| async move { app.store.touch_token(&id).await.map_err(Problem::internal) };
         Ok(Self(match (kind, record.kind.as_str()) {
             (TokenKind::Customer, "customer") => {
                 touch(record.id.clone()).await?;
-                Principal::Customer { workspace_id: record.workspace_id }
+                Principal::Customer {
+                    workspace_id: record.workspace_id,
+                }
             }
             (TokenKind::ApiKey, "api_key") => {
                 if let Some(slot) = parts.extensions.get::<usage::UsageSlot>() {
@@ -114,9 +137,15 @@ impl<S: Store> FromRequestParts<Arc<App<S>>> for Caller {
                 }
                 // Throttle before any write: a flood costs the database one read per request.
                 let per_minute = u32::try_from(record.rate_limit_per_minute).unwrap_or(u32::MAX);
-                app.rate_limits.check(&record.id, per_minute).map_err(|wait| Problem::rate_limited(per_minute, wait))?;
+                app.rate_limits
+                    .check(&record.id, per_minute)
+                    .map_err(|wait| Problem::rate_limited(per_minute, wait))?;
                 touch(record.id.clone()).await?;
-                Principal::ApiKey { id: record.id, workspace_id: record.workspace_id, scopes: crate::store::parse_scopes(&record.scopes) }
+                Principal::ApiKey {
+                    id: record.id,
+                    workspace_id: record.workspace_id,
+                    scopes: crate::store::parse_scopes(&record.scopes),
+                }
             }
             _ => return Err(Problem::invalid_token()),
         }))
@@ -143,8 +172,9 @@ impl<T: DeserializeOwned, St: Send + Sync> FromRequestParts<St> for Params<T> {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &St) -> Result<Self, Problem> {
-        let axum::extract::Query(value) =
-            axum::extract::Query::<T>::from_request_parts(parts, state).await.map_err(|rejection| Problem::invalid(rejection.body_text()))?;
+        let axum::extract::Query(value) = axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| Problem::invalid(rejection.body_text()))?;
         Ok(Self(value))
     }
 }
@@ -197,7 +227,11 @@ pub struct Page<T> {
 impl<T> Page<T> {
     /// A page of `items` fetched with `limit`; `id` gives an item's cursor.
     pub fn of(items: Vec<T>, limit: i64, id: impl Fn(&T) -> &str) -> Self {
-        let next_cursor = if items.len() as i64 == limit { items.last().map(|last| id(last).to_owned()) } else { None };
+        let next_cursor = if items.len() as i64 == limit {
+            items.last().map(|last| id(last).to_owned())
+        } else {
+            None
+        };
         Self { items, next_cursor }
     }
 }
@@ -210,7 +244,11 @@ pub fn workspace_access(caller: &Principal, id: &str, scope: Scope) -> Result<()
         Principal::Operator => Ok(()),
         Principal::Customer { workspace_id } if workspace_id == id => Ok(()),
         Principal::ApiKey { workspace_id, scopes, .. } if workspace_id == id => {
-            if scopes.contains(&scope) { Ok(()) } else { Err(Problem::missing_scope(scope)) }
+            if scopes.contains(&scope) {
+                Ok(())
+            } else {
+                Err(Problem::missing_scope(scope))
+            }
         }
         Principal::Reviewer { .. } => Err(Problem::forbidden("reviewers read gates and decisions, not workspaces")),
         _ => Err(Problem::not_found("workspace", id)),

@@ -54,7 +54,9 @@ pub struct NewToken {
 
 impl std::fmt::Debug for NewToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewToken").field("display_prefix", &self.display_prefix).finish_non_exhaustive()
+        f.debug_struct("NewToken")
+            .field("display_prefix", &self.display_prefix)
+            .finish_non_exhaustive()
     }
 }
 
@@ -63,7 +65,11 @@ pub fn mint(kind: TokenKind) -> NewToken {
     let body: String = rand::rng().sample_iter(Alphanumeric).take(BODY_LEN).map(char::from).collect();
     let unchecked = format!("{}{body}", kind.prefix());
     let secret = format!("{unchecked}{}", checksum(&unchecked));
-    NewToken { hash: hash(&secret), display_prefix: secret[..DISPLAY_LEN].to_owned(), secret }
+    NewToken {
+        hash: hash(&secret),
+        display_prefix: secret[..DISPLAY_LEN].to_owned(),
+        secret,
+    }
 }
 
 /// The token's kind, if it is well-formed (prefix, length, alphabet and checksum).

@@ -127,7 +127,10 @@ pub struct Context {
 impl Context {
     /// A gate runtime caching precompiled gates under the data directory.
     fn runtime(&self) -> Result<Runtime, CliError> {
-        Runtime::new(&RuntimeOptions { cache_dir: Some(self.data_dir.join("cache")) }).map_err(internal)
+        Runtime::new(&RuntimeOptions {
+            cache_dir: Some(self.data_dir.join("cache")),
+        })
+        .map_err(internal)
     }
 }
 

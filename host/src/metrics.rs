@@ -38,11 +38,23 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("postgate");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests answered, by method, route and status", requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by method, route and status",
+            requests.clone(),
+        );
         // 0.1 ms to ~1.6 s: a gate decision is microseconds, a durable write milliseconds.
         let seconds = Family::<RouteLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 15)));
-        registry.register("http_request_duration_seconds", "Time to answer, by method and route", seconds.clone());
-        Self { registry, requests, seconds }
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer, by method and route",
+            seconds.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            seconds,
+        }
     }
 }
 
@@ -57,8 +69,16 @@ impl Metrics {
     }
 
     fn observe(&self, method: String, route: String, status: u16, started: Instant) {
-        self.requests.get_or_create(&RequestLabels { method: method.clone(), route: route.clone(), status }).inc();
-        self.seconds.get_or_create(&RouteLabels { method, route }).observe(started.elapsed().as_secs_f64());
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.clone(),
+                route: route.clone(),
+                status,
+            })
+            .inc();
+        self.seconds
+            .get_or_create(&RouteLabels { method, route })
+            .observe(started.elapsed().as_secs_f64());
     }
 }
 

@@ -201,7 +201,10 @@ impl GateRequest {
                 root if root == "." => "request".to_owned(),
                 path => path,
             };
-            InvalidRequest { path, message: err.into_inner().to_string() }
+            InvalidRequest {
+                path,
+                message: err.into_inner().to_string(),
+            }
         })
     }
 }
@@ -229,7 +232,10 @@ mod tests {
         assert_eq!(err.path, "account.balance_cents", "{err}");
         let bad_state = ALLOW.replace("\"provider_review\": \"approved\"", "\"provider_review\": \"ok\"");
         let err = GateRequest::from_json(&bad_state).unwrap_err();
-        assert!(err.to_string().starts_with("destination.provider_review: unknown variant `ok`"), "{err}");
+        assert!(
+            err.to_string().starts_with("destination.provider_review: unknown variant `ok`"),
+            "{err}"
+        );
         let err = GateRequest::from_json("[]").unwrap_err();
         assert_eq!(err.path, "request", "{err}");
     }

@@ -109,7 +109,11 @@ impl Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { memory_mib: 8, deadline_ms: 10, fuel: 10_000_000 }
+        Self {
+            memory_mib: 8,
+            deadline_ms: 10,
+            fuel: 10_000_000,
+        }
     }
 }
 
@@ -177,8 +181,10 @@ struct GateManifest {
 impl Policy {
     /// Reads and validates the manifest at `path`.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| PolicyError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::parse(path, &text)
     }
 
@@ -189,8 +195,8 @@ impl Policy {
             location,
             message,
         };
-        let table: toml::Table = toml::from_str(text)
-            .map_err(|err| invalid(location(text, err.span()), err.message().trim().to_owned()))?;
+        let table: toml::Table =
+            toml::from_str(text).map_err(|err| invalid(location(text, err.span()), err.message().trim().to_owned()))?;
         match table.get("version") {
             Some(toml::Value::Integer(POLICY_VERSION)) => {}
             Some(other) => {
@@ -199,10 +205,15 @@ impl Policy {
                     format!("key `version` must be {POLICY_VERSION}, the only policy format this postgate reads, found {other}"),
                 ));
             }
-            None => return Err(invalid(String::new(), format!("key `version` is missing, expected `version = {POLICY_VERSION}`"))),
+            None => {
+                return Err(invalid(
+                    String::new(),
+                    format!("key `version` is missing, expected `version = {POLICY_VERSION}`"),
+                ));
+            }
         }
-        let deserializer = toml::Deserializer::parse(text)
-            .map_err(|err| invalid(location(text, err.span()), err.message().trim().to_owned()))?;
+        let deserializer =
+            toml::Deserializer::parse(text).map_err(|err| invalid(location(text, err.span()), err.message().trim().to_owned()))?;
         let manifest: Manifest = serde_path_to_error::deserialize(deserializer).map_err(|err| {
             let key = err.path().to_string();
             let inner = err.into_inner();
@@ -222,7 +233,10 @@ impl Policy {
         for (index, gate) in manifest.gates.into_iter().enumerate() {
             let at = format!("gate[{index}]");
             if !is_gate_name(&gate.name) {
-                return Err(format!("key `{at}.name`: `{}` is not a gate name, expected {GATE_NAME_RULE}", gate.name));
+                return Err(format!(
+                    "key `{at}.name`: `{}` is not a gate name, expected {GATE_NAME_RULE}",
+                    gate.name
+                ));
             }
             if !seen.insert(gate.name.clone()) {
                 return Err(format!("key `{at}.name`: gate `{}` appears twice", gate.name));
@@ -230,7 +244,9 @@ impl Policy {
             if let Some(digest) = &gate.sha256
                 && !(digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
             {
-                return Err(format!("key `{at}.sha256`: `{digest}` is not a sha256, expected 64 lowercase hex digits"));
+                return Err(format!(
+                    "key `{at}.sha256`: `{digest}` is not a sha256, expected 64 lowercase hex digits"
+                ));
             }
             check_limits(&at, &gate.limits)?;
             let config = gate
@@ -248,7 +264,12 @@ impl Policy {
                 on_error: gate.on_error,
             });
         }
-        Ok(Self { name: manifest.name, revision, path, gates })
+        Ok(Self {
+            name: manifest.name,
+            revision,
+            path,
+            gates,
+        })
     }
 }
 
@@ -261,14 +282,16 @@ pub(crate) fn is_gate_name(name: &str) -> bool {
 }
 
 fn check_limits(at: &str, limits: &Limits) -> Result<(), String> {
-    let out_of_range = |key: &str, value: u64, max: u64| {
-        format!("key `{at}.limits.{key}`: {value} is out of range, expected 1 to {max}")
-    };
+    let out_of_range = |key: &str, value: u64, max: u64| format!("key `{at}.limits.{key}`: {value} is out of range, expected 1 to {max}");
     if limits.memory_mib == 0 || limits.memory_mib > Limits::MAX_MEMORY_MIB {
         return Err(out_of_range("memory_mib", limits.memory_mib.into(), Limits::MAX_MEMORY_MIB.into()));
     }
     if limits.deadline_ms == 0 || limits.deadline_ms > Limits::MAX_DEADLINE_MS {
-        return Err(out_of_range("deadline_ms", limits.deadline_ms.into(), Limits::MAX_DEADLINE_MS.into()));
+        return Err(out_of_range(
+            "deadline_ms",
+            limits.deadline_ms.into(),
+            Limits::MAX_DEADLINE_MS.into(),
+        ));
     }
     if limits.fuel == 0 || limits.fuel > Limits::MAX_FUEL {
         return Err(out_of_range("fuel", limits.fuel, Limits::MAX_FUEL));
@@ -300,7 +323,9 @@ pub(crate) fn config_value(key: &str, value: toml::Value) -> Result<ConfigValue,
 /// `:line:column` of a byte offset, for error messages.
 fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     let Some(span) = span else { return String::new() };
-    let Some(before) = text.get(..span.start) else { return String::new() };
+    let Some(before) = text.get(..span.start) else {
+        return String::new();
+    };
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     format!(":{line}:{column}")

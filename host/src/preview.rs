@@ -60,7 +60,10 @@ pub struct Violation {
 
 impl Violation {
     fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -72,7 +75,10 @@ pub fn preview(provider: &str, content: Content<'_>, settings: Settings) -> Prev
 /// Media-count rules: at most `max` items; kinds in `alone` must be the only item.
 fn check_media(media: &[MediaRef], max: usize, alone: &[MediaKind], violations: &mut Vec<Violation>) {
     if media.len() > max {
-        violations.push(Violation::new("too_many_media", format!("{} media attached, the limit is {max}", media.len())));
+        violations.push(Violation::new(
+            "too_many_media",
+            format!("{} media attached, the limit is {max}", media.len()),
+        ));
     }
     if media.len() > 1
         && let Some(kind) = media.iter().map(|m| m.kind).find(|kind| alone.contains(kind))
@@ -95,7 +101,10 @@ fn kind_name(kind: MediaKind) -> &'static str {
 /// A `text_too_long` violation when `count` exceeds `limit`.
 fn check_length(count: usize, limit: usize, unit: &str, violations: &mut Vec<Violation>) {
     if count > limit {
-        violations.push(Violation::new("text_too_long", format!("the text is {count} {unit}, the limit is {limit}")));
+        violations.push(Violation::new(
+            "text_too_long",
+            format!("the text is {count} {unit}, the limit is {limit}"),
+        ));
     }
 }
 

@@ -29,7 +29,9 @@ impl SecretBox {
     /// A box from a 64-hex-digit key.
     pub fn from_hex(key: &str) -> Option<Self> {
         let bytes = hex::decode(key.trim()).ok().filter(|b| b.len() == KEY_BYTES)?;
-        Some(Self { cipher: XChaCha20Poly1305::new(Key::from_slice(&bytes)) })
+        Some(Self {
+            cipher: XChaCha20Poly1305::new(Key::from_slice(&bytes)),
+        })
     }
 
     /// A fresh random key, as 64 hex digits.
@@ -40,7 +42,16 @@ impl SecretBox {
     /// Seals `secret` for the record `owner` (e.g. a destination id): hex of nonce and ciphertext.
     pub fn seal(&self, secret: &str, owner: &str) -> Result<String, Unsealable> {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
-        let sealed = self.cipher.encrypt(&nonce, Payload { msg: secret.as_bytes(), aad: owner.as_bytes() }).map_err(|_| Unsealable)?;
+        let sealed = self
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: secret.as_bytes(),
+                    aad: owner.as_bytes(),
+                },
+            )
+            .map_err(|_| Unsealable)?;
         Ok(hex::encode([nonce.as_slice(), &sealed].concat()))
     }
 
@@ -48,7 +59,16 @@ impl SecretBox {
     pub fn open(&self, sealed: &str, owner: &str) -> Result<String, Unsealable> {
         let bytes = hex::decode(sealed).map_err(|_| Unsealable)?;
         let (nonce, ciphertext) = bytes.split_at_checked(NONCE_BYTES).ok_or(Unsealable)?;
-        let plain = self.cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: owner.as_bytes() }).map_err(|_| Unsealable)?;
+        let plain = self
+            .cipher
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: owner.as_bytes(),
+                },
+            )
+            .map_err(|_| Unsealable)?;
         String::from_utf8(plain).map_err(|_| Unsealable)
     }
 }

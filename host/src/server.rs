@@ -45,7 +45,11 @@ impl ActivePolicy {
     pub fn load(runtime: Runtime, path: PathBuf) -> Result<Self, crate::policy::PolicyError> {
         let policy = Policy::load(&path)?;
         let chain = Arc::new(runtime.load(&policy));
-        Ok(Self { runtime, path, chain: ArcSwap::new(chain) })
+        Ok(Self {
+            runtime,
+            path,
+            chain: ArcSwap::new(chain),
+        })
     }
 
     /// The chain new requests run on. Hold the `Arc` for the whole request.
@@ -59,7 +63,10 @@ impl ActivePolicy {
         let policy = Policy::load(&self.path)?;
         let chain = self.runtime.load(&policy);
         if let Some((gate, fault)) = chain.faults().first() {
-            return Err(ActivationError::Gate { gate: (*gate).to_owned(), fault: fault.to_string() });
+            return Err(ActivationError::Gate {
+                gate: (*gate).to_owned(),
+                fault: fault.to_string(),
+            });
         }
         let chain = Arc::new(chain);
         self.chain.store(Arc::clone(&chain));
@@ -78,7 +85,10 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .merge(api::routes::<S>(&app))
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
-        .layer(axum::middleware::from_fn_with_state(Arc::clone(&app.metrics), crate::metrics::observe))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&app.metrics),
+            crate::metrics::observe,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(app)
 }
@@ -91,7 +101,13 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text")))]
 pub(crate) async fn metrics<S: Store>(State(app): State<Arc<App<S>>>) -> ([(axum::http::HeaderName, &'static str); 1], String) {
-    ([(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], app.metrics.render())
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(),
+    )
 }
 
 async fn no_route(uri: Uri) -> Problem {
@@ -99,7 +115,12 @@ async fn no_route(uri: Uri) -> Problem {
 }
 
 async fn no_method(method: axum::http::Method, uri: Uri) -> Problem {
-    Problem::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed", format!("{method} is not a method of `{}`", uri.path()))
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "Method not allowed",
+        format!("{method} is not a method of `{}`", uri.path()),
+    )
 }
 
 /// Readiness: the database answers and a policy with no broken gate is active.
@@ -115,13 +136,27 @@ pub(crate) struct Readiness {
 pub(crate) async fn readyz<S: Store>(State(app): State<Arc<App<S>>>) -> Result<Json<Readiness>, Problem> {
     app.store.ping().await.map_err(|err| {
         tracing::warn!(error = %err, "database unreachable");
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "Not ready", "the database does not answer")
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "Not ready",
+            "the database does not answer",
+        )
     })?;
     let chain = app.policy.current();
     if let Some((gate, _)) = chain.faults().first() {
-        return Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", "Not ready", format!("gate `{gate}` of the active policy cannot load")));
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "Not ready",
+            format!("gate `{gate}` of the active policy cannot load"),
+        ));
     }
-    Ok(Json(Readiness { database: "ok", policy: chain.policy().to_owned(), revision: chain.revision().to_owned() }))
+    Ok(Json(Readiness {
+        database: "ok",
+        policy: chain.policy().to_owned(),
+        revision: chain.revision().to_owned(),
+    }))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -151,5 +186,9 @@ pub(crate) async fn gates<S: Store>(State(app): State<Arc<App<S>>>, Caller(calle
         return Err(Problem::forbidden("API keys do not read the policy"));
     }
     let chain = app.policy.current();
-    Ok(Json(ActiveChain { policy: chain.policy().to_owned(), revision: chain.revision().to_owned(), gates: chain.gates() }))
+    Ok(Json(ActiveChain {
+        policy: chain.policy().to_owned(),
+        revision: chain.revision().to_owned(),
+        gates: chain.gates(),
+    }))
 }

@@ -120,12 +120,18 @@ impl From<ApiKeyRow> for ApiKey {
 
 /// Scopes as stored: space-separated names.
 pub fn scopes_text(scopes: &[Scope]) -> String {
-    scopes.iter().filter_map(|s| serde_json::to_value(s).ok()?.as_str().map(str::to_owned)).collect::<Vec<_>>().join(" ")
+    scopes
+        .iter()
+        .filter_map(|s| serde_json::to_value(s).ok()?.as_str().map(str::to_owned))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Scopes from their stored text; unknown names are dropped (they grant nothing).
 pub fn parse_scopes(text: &str) -> Vec<Scope> {
-    text.split_whitespace().filter_map(|name| serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()).collect()
+    text.split_whitespace()
+        .filter_map(|name| serde_json::from_value(serde_json::Value::String(name.to_owned())).ok())
+        .collect()
 }
 
 /// A draft: text and media references, and the digest of that content.
@@ -160,7 +166,14 @@ impl TryFrom<DraftRow> for Draft {
 
     fn try_from(row: DraftRow) -> Result<Self, StoreError> {
         let media = serde_json::from_str(&row.media).map_err(|err| StoreError::Corrupt(format!("draft `{}` media: {err}", row.id)))?;
-        Ok(Self { id: row.id, text: row.text, media, content_digest: row.content_digest, created_at: row.created_at, updated_at: row.updated_at })
+        Ok(Self {
+            id: row.id,
+            text: row.text,
+            media,
+            content_digest: row.content_digest,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
     }
 }
 
@@ -306,8 +319,19 @@ impl DecisionRecord {
     /// The hash this record must carry: over the previous hash and every field but `seq` and `hash`.
     pub fn expected_hash(&self) -> String {
         let content = serde_json::json!([
-            self.id, self.workspace_id, self.kind, self.key_id, self.draft_id, self.destination_id, self.request_digest,
-            self.policy, self.revision, self.outcome, self.gates, self.charge_cents, self.created_at,
+            self.id,
+            self.workspace_id,
+            self.kind,
+            self.key_id,
+            self.draft_id,
+            self.destination_id,
+            self.request_digest,
+            self.policy,
+            self.revision,
+            self.outcome,
+            self.gates,
+            self.charge_cents,
+            self.created_at,
         ]);
         crate::engine::sha256_hex(format!("{}\n{content}", self.prev_hash).as_bytes())
     }
@@ -406,7 +430,11 @@ pub async fn verify_chains<S: Store>(store: &S) -> Result<ChainReport, StoreErro
                 None
             };
             match problem {
-                Some(problem) => broken.push(BrokenLink { workspace_id: record.workspace_id, decision_id: record.id, problem: problem.into() }),
+                Some(problem) => broken.push(BrokenLink {
+                    workspace_id: record.workspace_id,
+                    decision_id: record.id,
+                    problem: problem.into(),
+                }),
                 None => {
                     last_hash.insert(record.workspace_id, record.hash);
                 }
@@ -482,15 +510,35 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Revokes a key of the workspace (idempotent); audited.
     fn revoke_api_key(&self, workspace_id: &str, key_id: &str) -> impl Future<Output = Result<ApiKey, StoreError>> + Send;
     /// Stores a new draft; audited as `actor`'s.
-    fn create_draft(&self, workspace_id: &str, actor: &str, text: &str, media: &[MediaRef], digest: &str) -> impl Future<Output = Result<Draft, StoreError>> + Send;
+    fn create_draft(
+        &self,
+        workspace_id: &str,
+        actor: &str,
+        text: &str,
+        media: &[MediaRef],
+        digest: &str,
+    ) -> impl Future<Output = Result<Draft, StoreError>> + Send;
     /// The workspace's draft `id`.
     fn draft(&self, workspace_id: &str, id: &str) -> impl Future<Output = Result<Draft, StoreError>> + Send;
     /// The workspace's drafts with ids after `after`, in id order.
     fn drafts(&self, workspace_id: &str, after: &str, limit: i64) -> impl Future<Output = Result<Vec<Draft>, StoreError>> + Send;
     /// Replaces a draft's content (which voids approvals of the old content); audited as `actor`'s.
-    fn update_draft(&self, workspace_id: &str, actor: &str, id: &str, text: &str, media: &[MediaRef], digest: &str) -> impl Future<Output = Result<Draft, StoreError>> + Send;
+    fn update_draft(
+        &self,
+        workspace_id: &str,
+        actor: &str,
+        id: &str,
+        text: &str,
+        media: &[MediaRef],
+        digest: &str,
+    ) -> impl Future<Output = Result<Draft, StoreError>> + Send;
     /// Puts the draft's current content in the approval queue (once per content); audited.
-    fn submit_draft(&self, workspace_id: &str, draft_id: &str, submitted_by: &str) -> impl Future<Output = Result<Approval, StoreError>> + Send;
+    fn submit_draft(
+        &self,
+        workspace_id: &str,
+        draft_id: &str,
+        submitted_by: &str,
+    ) -> impl Future<Output = Result<Approval, StoreError>> + Send;
     /// The workspace's approval queue, ids after `after`, in id order.
     fn approvals(&self, workspace_id: &str, after: &str, limit: i64) -> impl Future<Output = Result<Vec<Approval>, StoreError>> + Send;
     /// The customer approves or rejects a pending item whose content is current; audited.
@@ -498,11 +546,26 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Records a consent flow in progress, known by the hash of its state.
     fn begin_consent(&self, workspace_id: &str, provider: &str, state_hash: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Uses a consent (once, within `max_age`): the workspace and provider it was for.
-    fn take_consent(&self, state_hash: &str, max_age: std::time::Duration) -> impl Future<Output = Result<(String, String), StoreError>> + Send;
+    fn take_consent(
+        &self,
+        state_hash: &str,
+        max_age: std::time::Duration,
+    ) -> impl Future<Output = Result<(String, String), StoreError>> + Send;
     /// Stores a connected destination with its sealed token; audited.
-    fn connect_destination(&self, id: &str, workspace_id: &str, provider: &str, sealed_token: &str) -> impl Future<Output = Result<Destination, StoreError>> + Send;
+    fn connect_destination(
+        &self,
+        id: &str,
+        workspace_id: &str,
+        provider: &str,
+        sealed_token: &str,
+    ) -> impl Future<Output = Result<Destination, StoreError>> + Send;
     /// Destinations of a workspace (of every workspace when `None`) with ids after `after`, in id order.
-    fn destinations(&self, workspace_id: Option<&str>, after: &str, limit: i64) -> impl Future<Output = Result<Vec<Destination>, StoreError>> + Send;
+    fn destinations(
+        &self,
+        workspace_id: Option<&str>,
+        after: &str,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<Destination>, StoreError>> + Send;
     /// The workspace's destination `id`.
     fn destination(&self, workspace_id: &str, id: &str) -> impl Future<Output = Result<Destination, StoreError>> + Send;
     /// Disconnects a destination and wipes its token; audited.
@@ -510,7 +573,14 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Sets a destination's provider-review state (operator); audited.
     fn set_review(&self, id: &str, review: &str) -> impl Future<Output = Result<Destination, StoreError>> + Send;
     /// Attributes one API-key request to its key.
-    fn record_usage(&self, key_id: &str, workspace_id: &str, method: &str, route: &str, status: u16) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn record_usage(
+        &self,
+        key_id: &str,
+        workspace_id: &str,
+        method: &str,
+        route: &str,
+        status: u16,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// A key's request counts by method, route and status.
     fn usage(&self, workspace_id: &str, key_id: &str) -> impl Future<Output = Result<Vec<UsageCount>, StoreError>> + Send;
     /// Mints a reviewer (operator); audited.
@@ -522,32 +592,63 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Replaces the safety flags (operator); audited.
     fn set_flags(&self, flags: &model::Flags) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// The facts a decision rests on, read from the store: a gate request without its key.
-    fn facts(&self, workspace_id: &str, draft_id: &str, destination_id: &str) -> impl Future<Output = Result<GateRequest, StoreError>> + Send;
+    fn facts(
+        &self,
+        workspace_id: &str,
+        draft_id: &str,
+        destination_id: &str,
+    ) -> impl Future<Output = Result<GateRequest, StoreError>> + Send;
     /// Decides a publication atomically: replays an earlier answer to the same
     /// idempotency key; otherwise, when `record` allows, takes `price` with a
     /// guarded debit (an allow that the balance no longer covers becomes a
     /// deny), writes the ledger entry, the publication and the decision record
     /// in one transaction.
-    fn publish(&self, idempotency_key: &str, fingerprint: &str, record: DecisionRecord, price: Cents) -> impl Future<Output = Result<Published, StoreError>> + Send;
+    fn publish(
+        &self,
+        idempotency_key: &str,
+        fingerprint: &str,
+        record: DecisionRecord,
+        price: Cents,
+    ) -> impl Future<Output = Result<Published, StoreError>> + Send;
     /// The earlier answer to an idempotency key, if it was used: replayed, or refused for another request.
-    fn idempotent_answer(&self, workspace_id: &str, key: &str, fingerprint: &str) -> impl Future<Output = Result<Option<Published>, StoreError>> + Send;
+    fn idempotent_answer(
+        &self,
+        workspace_id: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> impl Future<Output = Result<Option<Published>, StoreError>> + Send;
     /// Appends a decision to its workspace's hash chain (fills `seq`, `prev_hash`, `hash`).
     fn record_decision(&self, record: DecisionRecord) -> impl Future<Output = Result<DecisionRecord, StoreError>> + Send;
     /// Decisions matching `filter`, after cursor `after`, oldest first.
-    fn decisions(&self, filter: &DecisionFilter, after: i64, limit: i64) -> impl Future<Output = Result<Vec<DecisionRecord>, StoreError>> + Send;
+    fn decisions(
+        &self,
+        filter: &DecisionFilter,
+        after: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<DecisionRecord>, StoreError>> + Send;
     /// The publication `id` of a workspace.
     fn publication(&self, workspace_id: &str, id: &str) -> impl Future<Output = Result<Publication, StoreError>> + Send;
     /// The audit trail of a workspace (of all, when `None`) after cursor `after`, oldest first.
-    fn audit_trail(&self, workspace_id: Option<&str>, after: i64, limit: i64) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
+    fn audit_trail(
+        &self,
+        workspace_id: Option<&str>,
+        after: i64,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
 }
 
 /// The columns of an approval joined with its draft's current digest.
-const APPROVAL_COLUMNS: &str = "a.id, a.draft_id, a.content_digest, a.status, a.submitted_by, a.created_at, a.decided_at, d.content_digest AS draft_digest";
+const APPROVAL_COLUMNS: &str =
+    "a.id, a.draft_id, a.content_digest, a.status, a.submitted_by, a.created_at, a.decided_at, d.content_digest AS draft_digest";
 
 /// An id with a type prefix and 20 random alphanumeric characters.
 pub fn new_id(prefix: &str) -> String {
     use rand::Rng as _;
-    let body: String = rand::rng().sample_iter(rand::distr::Alphanumeric).take(20).map(char::from).collect();
+    let body: String = rand::rng()
+        .sample_iter(rand::distr::Alphanumeric)
+        .take(20)
+        .map(char::from)
+        .collect();
     format!("{prefix}_{body}")
 }
 
@@ -558,7 +659,8 @@ pub fn now() -> String {
 
 /// The gates' results with one more, from the host, that denies.
 fn with_host_verdict(gates: &str, code: &str, message: &str) -> Result<String, StoreError> {
-    let mut results: Vec<serde_json::Value> = serde_json::from_str(gates).map_err(|err| StoreError::Corrupt(format!("gate results: {err}")))?;
+    let mut results: Vec<serde_json::Value> =
+        serde_json::from_str(gates).map_err(|err| StoreError::Corrupt(format!("gate results: {err}")))?;
     results.push(serde_json::json!({ "gate": "host", "outcome": "deny", "code": code, "message": message }));
     serde_json::to_string(&results).map_err(|err| StoreError::Corrupt(format!("gate results: {err}")))
 }
@@ -1441,7 +1543,12 @@ pub mod sqlite {
     // then writes never fails to upgrade under concurrency.
     // IMMEDIATE already holds the database's one write lock: reading the
     // workspace row is lock enough for its decision chain.
-    impl_store!(SqliteStore, sqlx::Sqlite, "BEGIN IMMEDIATE", "SELECT id FROM workspaces WHERE id = $1");
+    impl_store!(
+        SqliteStore,
+        sqlx::Sqlite,
+        "BEGIN IMMEDIATE",
+        "SELECT id FROM workspaces WHERE id = $1"
+    );
 
     /// Opens (creating if missing) the SQLite file at `url` in WAL mode and migrates it.
     pub async fn connect(url: &str) -> anyhow::Result<SqliteStore> {
@@ -1453,7 +1560,10 @@ pub mod sqlite {
             .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(5));
-        let pool = sqlx::sqlite::SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         Ok(SqliteStore::new(pool))
     }
@@ -1463,7 +1573,12 @@ pub mod sqlite {
 pub mod postgres {
     use super::*;
 
-    impl_store!(PgStore, sqlx::Postgres, "BEGIN", "SELECT id FROM workspaces WHERE id = $1 FOR UPDATE");
+    impl_store!(
+        PgStore,
+        sqlx::Postgres,
+        "BEGIN",
+        "SELECT id FROM workspaces WHERE id = $1 FOR UPDATE"
+    );
 
     /// Connects to PostgreSQL at `url` and migrates it.
     pub async fn connect(url: &str) -> anyhow::Result<PgStore> {

@@ -19,7 +19,11 @@ fn a_scaffolded_gate_builds_tests_and_reports_failures() {
     std::fs::write(work.path().join("Cargo.toml"), "[workspace]\nresolver = \"3\"\nmembers = [\"gates/*\"]\n\n[profile.gate]\ninherits = \"release\"\nopt-level = \"s\"\nstrip = true\n").unwrap();
     let sdk = root().join("gates/sdk");
     let gates = work.path().join("gates");
-    let new = run(postgate(work.path()).args(["gate", "new", "tone-check", "--dir"]).arg(&gates).arg("--sdk").arg(&sdk));
+    let new = run(postgate(work.path())
+        .args(["gate", "new", "tone-check", "--dir"])
+        .arg(&gates)
+        .arg("--sdk")
+        .arg(&sdk));
     assert_eq!(new.status.code(), Some(0), "{}", stderr(&new));
     assert!(gates.join("tone-check/src/lib.rs").exists());
     let again = run(postgate(work.path()).args(["gate", "new", "tone-check", "--dir"]).arg(&gates));
@@ -34,10 +38,18 @@ fn a_scaffolded_gate_builds_tests_and_reports_failures() {
     let test = |extra_case: &str| {
         if !extra_case.is_empty() {
             let cases = gates.join("tone-check/cases.json");
-            let text = std::fs::read_to_string(&cases).unwrap().replacen("\"cases\": [", &format!("\"cases\": [\n    {extra_case},"), 1);
+            let text = std::fs::read_to_string(&cases)
+                .unwrap()
+                .replacen("\"cases\": [", &format!("\"cases\": [\n    {extra_case},"), 1);
             std::fs::write(cases, text).unwrap();
         }
-        run(postgate(work.path()).current_dir(work.path()).env("CARGO_TARGET_DIR", &target).args(["gate", "test", "--dir"]).arg(&gates).arg("--out").arg(&out_dir))
+        run(postgate(work.path())
+            .current_dir(work.path())
+            .env("CARGO_TARGET_DIR", &target)
+            .args(["gate", "test", "--dir"])
+            .arg(&gates)
+            .arg("--out")
+            .arg(&out_dir))
     };
     let passing = test("");
     assert_eq!(passing.status.code(), Some(0), "{}{}", stdout(&passing), stderr(&passing));
@@ -67,16 +79,27 @@ fn inspect_shows_contract_imports_and_refusals() {
     for name in ["approval", "provider-review", "destination", "credit", "flags"] {
         let output = run(postgate(data.path()).args(["gate", "inspect", "--json"]).arg(gate(name)));
         let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
-        assert_eq!(json["imports"], serde_json::json!(["postgate:gate/types@0.1.0"]), "`{name}` imports only the contract's types");
+        assert_eq!(
+            json["imports"],
+            serde_json::json!(["postgate:gate/types@0.1.0"]),
+            "`{name}` imports only the contract's types"
+        );
     }
 
     let wasi = run(postgate(data.path()).args(["gate", "inspect"]).arg(fixture("wasi-import")));
     assert_eq!(wasi.status.code(), Some(64));
     let out = stdout(&wasi);
     assert!(out.contains("not a postgate gate: imports `wasi:"), "{out}");
-    assert!(out.contains("wasi:filesystem/preopens@0.2.6  (refused: postgate never grants it)"), "{out}");
+    assert!(
+        out.contains("wasi:filesystem/preopens@0.2.6  (refused: postgate never grants it)"),
+        "{out}"
+    );
 
     let not_wasm = run(postgate(data.path()).args(["gate", "inspect", "tests/fixtures/not-wasm.wasm"]));
     assert_eq!(not_wasm.status.code(), Some(64));
-    assert!(stderr(&not_wasm).starts_with("error: `tests/fixtures/not-wasm.wasm`: not a valid WebAssembly component"), "{}", stderr(&not_wasm));
+    assert!(
+        stderr(&not_wasm).starts_with("error: `tests/fixtures/not-wasm.wasm`: not a valid WebAssembly component"),
+        "{}",
+        stderr(&not_wasm)
+    );
 }

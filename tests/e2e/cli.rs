@@ -14,7 +14,9 @@ fn eval(patch: Value) -> (i32, Value, String) {
     json_patch::merge(&mut request, &patch);
     let mut input = tempfile::NamedTempFile::new().unwrap();
     input.write_all(request.to_string().as_bytes()).unwrap();
-    let output = run(postgate(data.path()).args(["eval", "--policy", "policies/default.toml", "--input"]).arg(input.path()));
+    let output = run(postgate(data.path())
+        .args(["eval", "--policy", "policies/default.toml", "--input"])
+        .arg(input.path()));
     let decision = serde_json::from_str(&stdout(&output)).unwrap_or(Value::Null);
     (output.status.code().unwrap(), decision, stderr(&output))
 }
@@ -24,7 +26,12 @@ fn the_example_request_is_allowed() {
     let (code, decision, _) = eval(json!({}));
     assert_eq!(code, 0);
     assert_eq!(decision["outcome"], "allow");
-    let gates: Vec<&str> = decision["gates"].as_array().unwrap().iter().map(|g| g["gate"].as_str().unwrap()).collect();
+    let gates: Vec<&str> = decision["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["gate"].as_str().unwrap())
+        .collect();
     assert_eq!(gates, ["approval", "provider-review", "destination", "credit", "flags"]);
     for gate in decision["gates"].as_array().unwrap() {
         assert_eq!(gate["outcome"], "allow", "{gate}");
@@ -41,10 +48,26 @@ fn each_gate_denies_its_own_case() {
     let cases = [
         (json!({"approval": {"status": "rejected"}}), "approval", "approval_rejected"),
         (json!({"draft": {"content_digest": "0".repeat(64)}}), "approval", "approval_stale"),
-        (json!({"destination": {"provider_review": "rejected"}}), "provider-review", "review_rejected"),
-        (json!({"destination": {"connected": false}}), "destination", "destination_disconnected"),
-        (json!({"destination": {"workspace_id": "ws_2"}}), "destination", "destination_foreign"),
-        (json!({"destination": {"provider": "myspace"}}), "destination", "provider_unsupported"),
+        (
+            json!({"destination": {"provider_review": "rejected"}}),
+            "provider-review",
+            "review_rejected",
+        ),
+        (
+            json!({"destination": {"connected": false}}),
+            "destination",
+            "destination_disconnected",
+        ),
+        (
+            json!({"destination": {"workspace_id": "ws_2"}}),
+            "destination",
+            "destination_foreign",
+        ),
+        (
+            json!({"destination": {"provider": "myspace"}}),
+            "destination",
+            "provider_unsupported",
+        ),
         (json!({"account": {"balance_cents": 3}}), "credit", "insufficient_credit"),
         (json!({"flags": {"publishing_mode": "preview"}}), "flags", "publishing_blocked"),
         (json!({"flags": {"kill_switch": true}}), "flags", "kill_switch"),
@@ -88,7 +111,10 @@ fn deny_beats_pending() {
 fn invalid_requests_name_the_field() {
     let (code, decision, err) = eval(json!({"account": {"balance_cents": "lots"}}));
     assert_eq!((code, decision), (64, Value::Null));
-    assert!(err.starts_with("error: ") && err.contains("account.balance_cents: invalid type: string"), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("account.balance_cents: invalid type: string"),
+        "{err}"
+    );
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
 
     let (code, _, err) = eval(json!({"flags": null}));
@@ -109,7 +135,11 @@ fn unreadable_input_and_policy_are_invalid_input() {
     let data = tempfile::tempdir().unwrap();
     let output = run(postgate(data.path()).args(["eval", "--input", "no/such/request.json"]));
     assert_eq!(output.status.code(), Some(64));
-    assert!(stderr(&output).contains("cannot read request `no/such/request.json`"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("cannot read request `no/such/request.json`"),
+        "{}",
+        stderr(&output)
+    );
 
     let output = run(postgate(data.path()).args(["eval", "--input", "examples/allow.json", "--policy", "no/such.toml"]));
     assert_eq!(output.status.code(), Some(64));
@@ -129,7 +159,13 @@ fn help_documents_the_exit_codes() {
     let output = run(postgate(data.path()).args(["eval", "--help"]));
     assert_eq!(output.status.code(), Some(0));
     let help = stdout(&output);
-    for line in ["0   success; for `eval`, the chain allows", "1   `eval`: the chain denies", "3   `eval`: the chain is pending", "64  invalid input", "70  internal error"] {
+    for line in [
+        "0   success; for `eval`, the chain allows",
+        "1   `eval`: the chain denies",
+        "3   `eval`: the chain is pending",
+        "64  invalid input",
+        "70  internal error",
+    ] {
         assert!(help.contains(line), "missing `{line}` in:\n{help}");
     }
 }
@@ -143,19 +179,28 @@ fn preview_renders_counts_and_flags_violations() {
         file
     };
     let fits = draft("Launch day! 你好 https://example.com");
-    let output = run(postgate(data.path()).args(["preview", "--provider", "x", "--input"]).arg(fits.path()));
+    let output = run(postgate(data.path())
+        .args(["preview", "--provider", "x", "--input"])
+        .arg(fits.path()));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let preview: Value = serde_json::from_str(&stdout(&output)).unwrap();
-    assert_eq!((preview["count"].as_u64(), preview["limit"].as_u64()), (Some(12 + 4 + 1 + 23), Some(280)));
+    assert_eq!(
+        (preview["count"].as_u64(), preview["limit"].as_u64()),
+        (Some(12 + 4 + 1 + 23), Some(280))
+    );
     assert_eq!(preview["payload"]["text"], "Launch day! 你好 https://example.com");
 
     let long = draft(&"a".repeat(301));
-    let output = run(postgate(data.path()).args(["preview", "--provider", "bluesky", "--input"]).arg(long.path()));
+    let output = run(postgate(data.path())
+        .args(["preview", "--provider", "bluesky", "--input"])
+        .arg(long.path()));
     assert_eq!(output.status.code(), Some(1));
     let preview: Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(preview["violations"][0]["code"], "text_too_long");
 
-    let output = run(postgate(data.path()).args(["preview", "--provider", "youtube", "--input"]).arg(fits.path()));
+    let output = run(postgate(data.path())
+        .args(["preview", "--provider", "youtube", "--input"])
+        .arg(fits.path()));
     assert_eq!(output.status.code(), Some(1));
     assert!(stdout(&output).contains("provider_unsupported"));
 

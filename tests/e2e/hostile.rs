@@ -56,7 +56,10 @@ fn assert_fails_closed(chain: &Chain, reason: &str) {
     assert!(started.elapsed() < BOUND, "took {:?}", started.elapsed());
     assert_eq!(decision.outcome, Outcome::Deny);
     let hostile = &decision.gates[0];
-    assert_eq!((hostile.gate.as_str(), hostile.code.as_str(), hostile.outcome), ("hostile", "gate_error", Outcome::Deny));
+    assert_eq!(
+        (hostile.gate.as_str(), hostile.code.as_str(), hostile.outcome),
+        ("hostile", "gate_error", Outcome::Deny)
+    );
     assert!(hostile.message.contains("gate `hostile` failed"), "{}", hostile.message);
     let error = hostile.error.as_deref().unwrap();
     assert!(error.contains(reason), "expected `{reason}` in `{error}`");
@@ -66,7 +69,8 @@ fn assert_fails_closed(chain: &Chain, reason: &str) {
 #[test]
 fn an_infinite_loop_is_stopped_at_its_deadline() {
     let setup = setup();
-    let chain = setup.chain(GateEntry::new("hostile", fixture("infinite-loop")).with("limits = { deadline_ms = 10, fuel = 10_000_000_000 }"));
+    let chain =
+        setup.chain(GateEntry::new("hostile", fixture("infinite-loop")).with("limits = { deadline_ms = 10, fuel = 10_000_000_000 }"));
     assert_fails_closed(&chain, "deadline of 10 ms exceeded");
     let spent = chain.evaluate(&request_with(json!({}))).gates[0].duration_us;
     // Stopped within its deadline of CPU time: the wall clock may add a little
@@ -129,7 +133,10 @@ fn a_gate_set_to_fail_open_allows_and_says_so() {
 fn a_wasi_capability_import_is_refused_at_load() {
     let setup = setup();
     let fault = setup.load_fault(GateEntry::new("hostile", fixture("wasi-import")));
-    assert!(matches!(&fault, GateLoadError::ForbiddenImport(import) if import.starts_with("wasi:clocks/") || import.starts_with("wasi:filesystem/")), "{fault}");
+    assert!(
+        matches!(&fault, GateLoadError::ForbiddenImport(import) if import.starts_with("wasi:clocks/") || import.starts_with("wasi:filesystem/")),
+        "{fault}"
+    );
     // Served anyway, the broken gate denies: fail closed.
     let chain = setup.chain(GateEntry::new("hostile", fixture("wasi-import")));
     let decision = chain.evaluate(&request_with(json!({})));
@@ -142,7 +149,10 @@ fn the_wrong_world_is_refused_at_load() {
     let setup = setup();
     let fault = setup.load_fault(GateEntry::new("hostile", fixture("wrong-world")));
     assert!(matches!(fault, GateLoadError::NotAGate(_)), "{fault}");
-    assert_eq!(fault.to_string(), "does not implement `postgate:gate/gate@0.1.0`: it exports `check`");
+    assert_eq!(
+        fault.to_string(),
+        "does not implement `postgate:gate/gate@0.1.0`: it exports `check`"
+    );
 }
 
 #[test]
@@ -160,13 +170,17 @@ fn a_digest_mismatch_is_refused_at_load() {
     let setup = setup();
     let pin = "0".repeat(64);
     let fault = setup.load_fault(GateEntry::new("hostile", gate("credit")).with(&format!("sha256 = \"{pin}\"")));
-    assert!(matches!(&fault, GateLoadError::DigestMismatch { pinned, .. } if *pinned == pin), "{fault}");
+    assert!(
+        matches!(&fault, GateLoadError::DigestMismatch { pinned, .. } if *pinned == pin),
+        "{fault}"
+    );
 }
 
 #[test]
 fn a_missing_component_is_refused_at_load() {
     let setup = setup();
-    let fault = setup.load_fault(GateEntry::new("hostile", setup.dir.path().join("nowhere.wasm")).with(&format!("sha256 = \"{}\"", "1".repeat(64))));
+    let fault = setup
+        .load_fault(GateEntry::new("hostile", setup.dir.path().join("nowhere.wasm")).with(&format!("sha256 = \"{}\"", "1".repeat(64))));
     assert!(matches!(fault, GateLoadError::Read { .. }), "{fault}");
 }
 
@@ -188,10 +202,15 @@ fn a_malformed_deny_is_never_turned_into_an_allow() {
     let setup = setup();
     // The destination gate denies a foreign destination and names it in its evidence;
     // the SDK clips the id, so the verdict stays well-formed and the deny stands.
-    let chain = setup.chain(
-        GateEntry::new("hostile", gate("destination")).with(r#"on_error = "allow"
-config = { providers = ["x"] }"#),
+    let chain = setup.chain(GateEntry::new("hostile", gate("destination")).with(
+        r#"on_error = "allow"
+config = { providers = ["x"] }"#,
+    ));
+    let decision = chain.evaluate(&request_with(
+        json!({"destination": {"workspace_id": "ws_2", "id": "d".repeat(100_000)}}),
+    ));
+    assert_eq!(
+        (decision.outcome, decision.gates[0].code.as_str()),
+        (Outcome::Deny, "destination_foreign")
     );
-    let decision = chain.evaluate(&request_with(json!({"destination": {"workspace_id": "ws_2", "id": "d".repeat(100_000)}})));
-    assert_eq!((decision.outcome, decision.gates[0].code.as_str()), (Outcome::Deny, "destination_foreign"));
 }

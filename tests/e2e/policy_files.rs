@@ -39,7 +39,11 @@ fn check_refuses_a_policy_whose_gate_cannot_load() {
     let policy = write_policy(dir.path(), "stale", &[entry]);
     let output = run(postgate(dir.path()).arg("policy").arg("check").arg(&policy));
     assert_eq!(output.status.code(), Some(64));
-    assert!(stderr(&output).contains("gate `credit` digest mismatch: the policy pins aaaa"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("gate `credit` digest mismatch: the policy pins aaaa"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -60,7 +64,10 @@ fn lock_pins_current_digests_and_keeps_comments() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let locked = std::fs::read_to_string(&policy).unwrap();
     assert!(locked.contains(&format!("sha256 = \"{}\"", digest(&gate("credit")))), "{locked}");
-    assert!(locked.starts_with("# reviewed by the safety team") && locked.contains("# the price check"), "{locked}");
+    assert!(
+        locked.starts_with("# reviewed by the safety team") && locked.contains("# the price check"),
+        "{locked}"
+    );
 
     let output = run(postgate(dir.path()).arg("policy").arg("check").arg(&policy));
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));

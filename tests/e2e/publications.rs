@@ -9,30 +9,68 @@ use crate::support::Server;
 /// A workspace with `cents`, an approved draft to an approved sandbox destination, and live publishing.
 fn ready(server: &Server, cents: i64) -> (String, String, Value) {
     let (ws, customer) = workspace(server, "Publisher");
-    server.call("POST", &format!("/v1/workspaces/{ws}/credits"), Some(&server.operator), Some(json!({"amount_cents": cents, "reference": "funding"})));
-    let (_, started, _) = server.call("POST", "/v1/destinations/connect", Some(&customer), Some(json!({"provider": "sandbox"})));
-    let (_, destination, _) = server.call("GET", &format!("/v1/destinations/callback?state={}&code=c1", started["state"].as_str().unwrap()), None, None);
+    server.call(
+        "POST",
+        &format!("/v1/workspaces/{ws}/credits"),
+        Some(&server.operator),
+        Some(json!({"amount_cents": cents, "reference": "funding"})),
+    );
+    let (_, started, _) = server.call(
+        "POST",
+        "/v1/destinations/connect",
+        Some(&customer),
+        Some(json!({"provider": "sandbox"})),
+    );
+    let (_, destination, _) = server.call(
+        "GET",
+        &format!("/v1/destinations/callback?state={}&code=c1", started["state"].as_str().unwrap()),
+        None,
+        None,
+    );
     let destination = destination["id"].as_str().unwrap().to_owned();
-    server.call("PUT", &format!("/v1/destinations/{destination}/review"), Some(&server.operator), Some(json!({"state": "approved"})));
+    server.call(
+        "PUT",
+        &format!("/v1/destinations/{destination}/review"),
+        Some(&server.operator),
+        Some(json!({"state": "approved"})),
+    );
     let (_, draft, _) = server.call("POST", "/v1/drafts", Some(&customer), Some(json!({"text": "Launch day!"})));
     let draft = draft["id"].as_str().unwrap().to_owned();
     let (_, item, _) = server.call("POST", &format!("/v1/drafts/{draft}/submit"), Some(&customer), None);
-    server.call("POST", &format!("/v1/approvals/{}/approve", item["id"].as_str().unwrap()), Some(&customer), None);
+    server.call(
+        "POST",
+        &format!("/v1/approvals/{}/approve", item["id"].as_str().unwrap()),
+        Some(&customer),
+        None,
+    );
     (ws, customer, json!({"draft_id": draft, "destination_id": destination}))
 }
 
 fn set_mode(server: &Server, mode: &str) {
-    let (status, _, _) = server.call("PUT", "/v1/flags", Some(&server.operator), Some(json!({"publishing_mode": mode, "kill_switch": false, "blocked_terms": []})));
+    let (status, _, _) = server.call(
+        "PUT",
+        "/v1/flags",
+        Some(&server.operator),
+        Some(json!({"publishing_mode": mode, "kill_switch": false, "blocked_terms": []})),
+    );
     assert_eq!(status, 200);
 }
 
 fn publish(server: &Server, token: &str, key: &str, body: &Value) -> (u16, Value, String) {
     let raw = body.to_string();
-    server.raw_with("POST", "/v1/publications", Some(token), Some(raw.as_bytes()), &[("Idempotency-Key", key)])
+    server.raw_with(
+        "POST",
+        "/v1/publications",
+        Some(token),
+        Some(raw.as_bytes()),
+        &[("Idempotency-Key", key)],
+    )
 }
 
 fn balance(server: &Server, ws: &str, token: &str) -> i64 {
-    server.call("GET", &format!("/v1/workspaces/{ws}/balance"), Some(token), None).1["balance_cents"].as_i64().unwrap()
+    server.call("GET", &format!("/v1/workspaces/{ws}/balance"), Some(token), None).1["balance_cents"]
+        .as_i64()
+        .unwrap()
 }
 
 #[test]
@@ -41,18 +79,35 @@ fn preview_denies_and_live_charges_four_cents_once() {
         let (ws, customer, body) = ready(server, 500);
         let (status, denied, _) = publish(server, &customer, "first", &body);
         assert_eq!((status, &denied["type"]), (403, &json!("/problems/denied")), "{denied}");
-        assert!(denied["detail"].as_str().unwrap().contains("flags (publishing_blocked)"), "{denied}");
-        assert_eq!((&denied["decision"]["kind"], &denied["decision"]["charge_cents"]), (&json!("publication"), &json!(0)));
+        assert!(
+            denied["detail"].as_str().unwrap().contains("flags (publishing_blocked)"),
+            "{denied}"
+        );
+        assert_eq!(
+            (&denied["decision"]["kind"], &denied["decision"]["charge_cents"]),
+            (&json!("publication"), &json!(0))
+        );
         assert_eq!(balance(server, &ws, &customer), 500, "preview mode charges nothing");
 
         set_mode(server, "live");
         let (status, queued, _) = publish(server, &customer, "second", &body);
         assert_eq!(status, 201, "{queued}");
-        assert_eq!((&queued["publication"]["state"], &queued["publication"]["charge_cents"], &queued["decision"]["outcome"]), (&json!("queued"), &json!(4), &json!("allow")));
+        assert_eq!(
+            (
+                &queued["publication"]["state"],
+                &queued["publication"]["charge_cents"],
+                &queued["decision"]["outcome"]
+            ),
+            (&json!("queued"), &json!(4), &json!("allow"))
+        );
         assert_eq!(balance(server, &ws, &customer), 496);
 
         let (status, again, _) = publish(server, &customer, "second", &body);
-        assert_eq!((status, &again["publication"]["id"]), (201, &queued["publication"]["id"]), "a retry replays the first answer");
+        assert_eq!(
+            (status, &again["publication"]["id"]),
+            (201, &queued["publication"]["id"]),
+            "a retry replays the first answer"
+        );
         assert!(server.transcript.lock().unwrap().contains("\"idempotent-replayed\": \"true\""));
         assert_eq!(balance(server, &ws, &customer), 496, "and is never charged twice");
 
@@ -63,9 +118,17 @@ fn preview_denies_and_live_charges_four_cents_once() {
         assert_eq!((status, &missing["type"]), (400, &json!("/problems/idempotency_key_required")));
 
         let (_, ledger, _) = server.call("GET", &format!("/v1/workspaces/{ws}/ledger"), Some(&customer), None);
-        let charges: Vec<&Value> = ledger["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "charge").collect();
+        let charges: Vec<&Value> = ledger["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "charge")
+            .collect();
         assert_eq!(charges.len(), 1);
-        assert_eq!((&charges[0]["amount_cents"], &charges[0]["balance_after_cents"]), (&json!(-4), &json!(496)));
+        assert_eq!(
+            (&charges[0]["amount_cents"], &charges[0]["balance_after_cents"]),
+            (&json!(-4), &json!(496))
+        );
         let (_, report, _) = server.call("GET", "/v1/decisions/verify", Some(&server.operator), None);
         assert_eq!(report["broken"], json!([]), "{report}");
 
@@ -73,13 +136,29 @@ fn preview_denies_and_live_charges_four_cents_once() {
         let (status, read, _) = server.call("GET", &format!("/v1/publications/{publication}"), Some(&customer), None);
         assert_eq!((status, &read["decision_id"]), (200, &queued["decision"]["id"]));
         let (_, stranger) = workspace(server, "Stranger");
-        assert_eq!(server.call("GET", &format!("/v1/publications/{publication}"), Some(&stranger), None).0, 404);
+        assert_eq!(
+            server
+                .call("GET", &format!("/v1/publications/{publication}"), Some(&stranger), None)
+                .0,
+            404
+        );
         let decision = queued["decision"]["id"].as_str().unwrap();
-        assert_eq!(server.call("GET", &format!("/v1/decisions/{decision}"), Some(&customer), None).1["outcome"], "allow");
-        assert_eq!(server.call("GET", &format!("/v1/decisions/{decision}"), Some(&stranger), None).0, 404);
+        assert_eq!(
+            server.call("GET", &format!("/v1/decisions/{decision}"), Some(&customer), None).1["outcome"],
+            "allow"
+        );
+        assert_eq!(
+            server.call("GET", &format!("/v1/decisions/{decision}"), Some(&stranger), None).0,
+            404
+        );
         let (_, allows, _) = server.call("GET", "/v1/decisions?outcome=allow", Some(&customer), None);
         assert_eq!(allows["decisions"].as_array().map(Vec::len), Some(1));
-        let (_, denies, _) = server.call("GET", "/v1/decisions?outcome=deny&since=2000-01-01T00:00:00Z", Some(&customer), None);
+        let (_, denies, _) = server.call(
+            "GET",
+            "/v1/decisions?outcome=deny&since=2000-01-01T00:00:00Z",
+            Some(&customer),
+            None,
+        );
         assert_eq!(denies["decisions"].as_array().map(Vec::len), Some(1));
         let (_, future, _) = server.call("GET", "/v1/decisions?since=2999-01-01T00:00:00Z", Some(&customer), None);
         assert_eq!(future["decisions"], json!([]));
@@ -93,7 +172,12 @@ fn pending_charges_nothing() {
     each_backend(|server| {
         let (ws, customer, body) = ready(server, 500);
         set_mode(server, "live");
-        let (_, destination, _) = server.call("PUT", &format!("/v1/destinations/{}/review", body["destination_id"].as_str().unwrap()), Some(&server.operator), Some(json!({"state": "pending"})));
+        let (_, destination, _) = server.call(
+            "PUT",
+            &format!("/v1/destinations/{}/review", body["destination_id"].as_str().unwrap()),
+            Some(&server.operator),
+            Some(json!({"state": "pending"})),
+        );
         assert_eq!(destination["provider_review"], "pending");
         let (status, waiting, _) = publish(server, &customer, "p1", &body);
         assert_eq!((status, &waiting["decision"]["outcome"]), (202, &json!("pending")), "{waiting}");
@@ -109,22 +193,31 @@ fn racing_requests_never_overdraw_and_racing_retries_charge_once() {
         let (ws, customer, body) = ready(server, 4 * K as i64);
         set_mode(server, "live");
         let statuses: Vec<u16> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..4 * K).map(|i| {
-                let (customer, body) = (&customer, &body);
-                scope.spawn(move || publish(server, customer, &format!("race-{i}"), body).0)
-            }).collect();
+            let handles: Vec<_> = (0..4 * K)
+                .map(|i| {
+                    let (customer, body) = (&customer, &body);
+                    scope.spawn(move || publish(server, customer, &format!("race-{i}"), body).0)
+                })
+                .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert_eq!(statuses.iter().filter(|s| **s == 201).count(), K, "{statuses:?}");
         assert_eq!(statuses.iter().filter(|s| **s == 403).count(), 3 * K, "{statuses:?}");
         assert_eq!(balance(server, &ws, &customer), 0, "exactly K charges, never negative");
 
-        server.call("POST", &format!("/v1/workspaces/{ws}/credits"), Some(&server.operator), Some(json!({"amount_cents": 40, "reference": "more"})));
+        server.call(
+            "POST",
+            &format!("/v1/workspaces/{ws}/credits"),
+            Some(&server.operator),
+            Some(json!({"amount_cents": 40, "reference": "more"})),
+        );
         let ids: Vec<Value> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..5).map(|_| {
-                let (customer, body) = (&customer, &body);
-                scope.spawn(move || publish(server, customer, "same-key", body).1["publication"]["id"].clone())
-            }).collect();
+            let handles: Vec<_> = (0..5)
+                .map(|_| {
+                    let (customer, body) = (&customer, &body);
+                    scope.spawn(move || publish(server, customer, "same-key", body).1["publication"]["id"].clone())
+                })
+                .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert!(ids.iter().all(|id| id.is_string() && *id == ids[0]), "{ids:?}");
@@ -136,7 +229,13 @@ fn racing_requests_never_overdraw_and_racing_retries_charge_once() {
 /// The code the gate named `gate` gave in a denied publication's decision.
 fn code_of(denied: &Value, gate: &str) -> String {
     let gates: Value = serde_json::from_str(denied["decision"]["gates"].as_str().unwrap()).unwrap();
-    gates.as_array().unwrap().iter().find(|g| g["gate"] == gate).map(|g| g["code"].as_str().unwrap().to_owned()).unwrap_or_default()
+    gates
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["gate"] == gate)
+        .map(|g| g["code"].as_str().unwrap().to_owned())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -151,12 +250,27 @@ fn each_gate_denies_its_case_and_nothing_is_charged() {
         assert_eq!((status, code_of(&denied, "approval")), (403, "approval_missing".into()), "{denied}");
         // provider-review: rejected by the provider.
         let destination = body["destination_id"].as_str().unwrap();
-        server.call("PUT", &format!("/v1/destinations/{destination}/review"), Some(&server.operator), Some(json!({"state": "rejected"})));
+        server.call(
+            "PUT",
+            &format!("/v1/destinations/{destination}/review"),
+            Some(&server.operator),
+            Some(json!({"state": "rejected"})),
+        );
         let (_, denied, _) = publish(server, &customer, "b", &body);
         assert_eq!(code_of(&denied, "provider-review"), "review_rejected");
-        server.call("PUT", &format!("/v1/destinations/{destination}/review"), Some(&server.operator), Some(json!({"state": "approved"})));
+        server.call(
+            "PUT",
+            &format!("/v1/destinations/{destination}/review"),
+            Some(&server.operator),
+            Some(json!({"state": "approved"})),
+        );
         // flags: the kill switch.
-        server.call("PUT", "/v1/flags", Some(&server.operator), Some(json!({"publishing_mode": "live", "kill_switch": true, "blocked_terms": []})));
+        server.call(
+            "PUT",
+            "/v1/flags",
+            Some(&server.operator),
+            Some(json!({"publishing_mode": "live", "kill_switch": true, "blocked_terms": []})),
+        );
         let (_, denied, _) = publish(server, &customer, "c", &body);
         assert_eq!(code_of(&denied, "flags"), "kill_switch");
         set_mode(server, "live");

@@ -26,9 +26,15 @@ fn serves_health_and_the_active_chain_for_reviewers() {
     }
     assert_eq!(gates[3]["config"]["price_cents"], 4);
     let (status, problem, content_type) = server.call("PUT", "/v1/gates", None, None);
-    assert_eq!((status, content_type.as_str(), &problem["type"]), (405, "application/problem+json", &serde_json::json!("/problems/method_not_allowed")));
+    assert_eq!(
+        (status, content_type.as_str(), &problem["type"]),
+        (405, "application/problem+json", &serde_json::json!("/problems/method_not_allowed"))
+    );
     let (status, problem, content_type) = server.call("GET", "/v1/nothing", None, None);
-    assert_eq!((status, content_type.as_str(), &problem["type"]), (404, "application/problem+json", &serde_json::json!("/problems/not_found")));
+    assert_eq!(
+        (status, content_type.as_str(), &problem["type"]),
+        (404, "application/problem+json", &serde_json::json!("/problems/not_found"))
+    );
 }
 
 #[test]
@@ -94,7 +100,10 @@ fn metrics_count_requests_by_route_and_status() {
     assert_eq!(status, 200);
     assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
     let text = server.transcript.lock().unwrap().clone();
-    assert!(text.contains(r#"postgate_http_requests_total{method="GET",route="/healthz",status="200"} 1"#), "{text}");
+    assert!(
+        text.contains(r#"postgate_http_requests_total{method="GET",route="/healthz",status="200"} 1"#),
+        "{text}"
+    );
     assert!(text.contains(r#"route="unmatched",status="404"} 1"#), "{text}");
     assert!(text.contains("postgate_http_request_duration_seconds_bucket"), "{text}");
 }
@@ -106,17 +115,43 @@ fn openapi_documents_every_route_and_schema() {
     let server = Server::start(dir.path(), &policy, None);
     let doc = server.get("/openapi.json");
     let routes = [
-        ("/healthz", "get"), ("/readyz", "get"), ("/metrics", "get"), ("/v1/gates", "get"),
-        ("/v1/workspaces", "post"), ("/v1/workspaces/{id}/credits", "post"), ("/v1/workspaces/{id}/balance", "get"),
-        ("/v1/workspaces/{id}/ledger", "get"), ("/v1/audit", "get"), ("/v1/api-keys", "post"), ("/v1/api-keys", "get"),
-        ("/v1/api-keys/{id}/revoke", "post"), ("/v1/api-keys/{id}/usage", "get"), ("/v1/destinations", "get"),
-        ("/v1/destinations/connect", "post"), ("/v1/destinations/callback", "get"), ("/v1/destinations/{id}", "delete"),
-        ("/v1/destinations/{id}/review", "put"), ("/sandbox/consent", "get"), ("/v1/drafts", "post"), ("/v1/drafts", "get"),
-        ("/v1/drafts/{id}", "get"), ("/v1/drafts/{id}", "patch"), ("/v1/drafts/{id}/preview", "get"),
-        ("/v1/drafts/{id}/submit", "post"), ("/v1/approvals", "get"), ("/v1/approvals/{id}/approve", "post"),
-        ("/v1/approvals/{id}/reject", "post"), ("/v1/flags", "get"), ("/v1/flags", "put"), ("/v1/decisions", "get"),
-        ("/v1/decisions/{id}", "get"), ("/v1/decisions/dry-run", "post"), ("/v1/decisions/verify", "get"),
-        ("/v1/publications", "post"), ("/v1/publications/{id}", "get"), ("/v1/reviewers", "post"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/v1/gates", "get"),
+        ("/v1/workspaces", "post"),
+        ("/v1/workspaces/{id}/credits", "post"),
+        ("/v1/workspaces/{id}/balance", "get"),
+        ("/v1/workspaces/{id}/ledger", "get"),
+        ("/v1/audit", "get"),
+        ("/v1/api-keys", "post"),
+        ("/v1/api-keys", "get"),
+        ("/v1/api-keys/{id}/revoke", "post"),
+        ("/v1/api-keys/{id}/usage", "get"),
+        ("/v1/destinations", "get"),
+        ("/v1/destinations/connect", "post"),
+        ("/v1/destinations/callback", "get"),
+        ("/v1/destinations/{id}", "delete"),
+        ("/v1/destinations/{id}/review", "put"),
+        ("/sandbox/consent", "get"),
+        ("/v1/drafts", "post"),
+        ("/v1/drafts", "get"),
+        ("/v1/drafts/{id}", "get"),
+        ("/v1/drafts/{id}", "patch"),
+        ("/v1/drafts/{id}/preview", "get"),
+        ("/v1/drafts/{id}/submit", "post"),
+        ("/v1/approvals", "get"),
+        ("/v1/approvals/{id}/approve", "post"),
+        ("/v1/approvals/{id}/reject", "post"),
+        ("/v1/flags", "get"),
+        ("/v1/flags", "put"),
+        ("/v1/decisions", "get"),
+        ("/v1/decisions/{id}", "get"),
+        ("/v1/decisions/dry-run", "post"),
+        ("/v1/decisions/verify", "get"),
+        ("/v1/publications", "post"),
+        ("/v1/publications/{id}", "get"),
+        ("/v1/reviewers", "post"),
     ];
     for (path, method) in routes {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} is not documented");

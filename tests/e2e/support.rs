@@ -18,7 +18,11 @@ pub fn root() -> PathBuf {
 
 fn built(dir: &str, name: &str) -> PathBuf {
     let path = root().join("target").join(dir).join(format!("{name}.wasm"));
-    assert!(path.exists(), "{} is missing: run `./dev test`, which builds the gates and fixtures first", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `./dev test`, which builds the gates and fixtures first",
+        path.display()
+    );
     path
 }
 
@@ -51,7 +55,10 @@ pub fn request_with(patch: serde_json::Value) -> GateRequest {
 
 /// A runtime with its own cache directory.
 pub fn runtime(cache: &Path) -> Runtime {
-    Runtime::new(&RuntimeOptions { cache_dir: Some(cache.to_owned()) }).unwrap()
+    Runtime::new(&RuntimeOptions {
+        cache_dir: Some(cache.to_owned()),
+    })
+    .unwrap()
 }
 
 /// One `[[gate]]` of a policy written by a test.
@@ -67,7 +74,11 @@ pub struct GateEntry {
 impl GateEntry {
     /// A gate pinned to its component's digest.
     pub fn new(name: &str, component: PathBuf) -> Self {
-        Self { name: name.into(), component, extra: String::new() }
+        Self {
+            name: name.into(),
+            component,
+            extra: String::new(),
+        }
     }
 
     /// Adds TOML lines to the gate's table.
@@ -93,9 +104,15 @@ pub fn reference_gates() -> Vec<GateEntry> {
 pub fn write_policy(dir: &Path, name: &str, gates: &[GateEntry]) -> PathBuf {
     let mut text = format!("version = 1\nname = \"{name}\"\n");
     for gate in gates {
-        text.push_str(&format!("\n[[gate]]\nname = \"{}\"\ncomponent = {:?}\n", gate.name, gate.component.display().to_string()));
+        text.push_str(&format!(
+            "\n[[gate]]\nname = \"{}\"\ncomponent = {:?}\n",
+            gate.name,
+            gate.component.display().to_string()
+        ));
         if !gate.extra.contains("sha256") {
-            let pin = std::fs::read(&gate.component).map(|b| postgate::engine::sha256_hex(&b)).unwrap_or_else(|_| "0".repeat(64));
+            let pin = std::fs::read(&gate.component)
+                .map(|b| postgate::engine::sha256_hex(&b))
+                .unwrap_or_else(|_| "0".repeat(64));
             text.push_str(&format!("sha256 = \"{pin}\"\n"));
         }
         text.push_str(&gate.extra);
@@ -108,7 +125,10 @@ pub fn write_policy(dir: &Path, name: &str, gates: &[GateEntry]) -> PathBuf {
 /// The `postgate` binary, run from the repository root with a private data directory.
 pub fn postgate(data_dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_postgate"));
-    command.current_dir(root()).env("POSTGATE_DATA_DIR", data_dir).env_remove("POSTGATE_POLICY");
+    command
+        .current_dir(root())
+        .env("POSTGATE_DATA_DIR", data_dir)
+        .env_remove("POSTGATE_POLICY");
     command
 }
 
@@ -147,11 +167,21 @@ impl Server {
     pub fn start(data_dir: &Path, policy: &Path, database_url: Option<&str>) -> Self {
         let operator = postgate::auth::mint(postgate::auth::TokenKind::Operator).secret;
         let mut command = postgate(data_dir);
-        command.arg("serve").args(["--listen", "127.0.0.1:0", "--policy"]).arg(policy).env("POSTGATE_OPERATOR_TOKEN", &operator).env_remove("DATABASE_URL");
+        command
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--policy"])
+            .arg(policy)
+            .env("POSTGATE_OPERATOR_TOKEN", &operator)
+            .env_remove("DATABASE_URL");
         if let Some(url) = database_url {
             command.args(["--database-url", url]);
         }
-        let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = Arc::clone(&log);
@@ -164,11 +194,26 @@ impl Server {
         });
         let mut first = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-        let base = first.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line `{first}`: {}", log.lock().unwrap())).to_owned();
+        let base = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line `{first}`: {}", log.lock().unwrap()))
+            .to_owned();
         // A fresh connection per call: the server may close one whose request
         // body it refused unread (401/403 before the body), as HTTP allows.
-        let agent = ureq::Agent::config_builder().http_status_as_error(false).max_idle_connections(0).build().into();
-        Self { child, base, log, operator, transcript: Mutex::new(String::new()), agent }
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_idle_connections(0)
+            .build()
+            .into();
+        Self {
+            child,
+            base,
+            log,
+            operator,
+            transcript: Mutex::new(String::new()),
+            agent,
+        }
     }
 
     /// GETs `path` as the operator and reads JSON, failing on any error status.
@@ -190,11 +235,26 @@ impl Server {
     }
 
     /// Calls the API with a JSON body and extra headers.
-    pub fn raw_with(&self, method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>, headers: &[(&str, &str)]) -> (u16, Value, String) {
+    pub fn raw_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value, String) {
         self.send(method, path, token, body, "application/json", headers)
     }
 
-    fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>, content_type: &str, headers: &[(&str, &str)]) -> (u16, Value, String) {
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+        content_type: &str,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value, String) {
         let url = format!("{}{path}", self.base);
         let mut request = ureq::http::Request::builder().method(method).uri(url);
         for (name, value) in headers {
@@ -204,12 +264,19 @@ impl Server {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
         let response = match body {
-            Some(body) => self.agent.run(request.header("Content-Type", content_type).body(body.to_vec()).unwrap()),
+            Some(body) => self
+                .agent
+                .run(request.header("Content-Type", content_type).body(body.to_vec()).unwrap()),
             None => self.agent.run(request.body(()).unwrap()),
         };
         let mut response = response.unwrap();
         let status = response.status().as_u16();
-        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
         let text = response.body_mut().read_to_string().unwrap_or_default();
         let mut transcript = self.transcript.lock().unwrap();
         transcript.push_str(&format!("{method} {path} -> {status}\n{:?}\n{text}\n", response.headers()));
@@ -218,7 +285,11 @@ impl Server {
 
     /// Sends a signal by name, e.g. `HUP`.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 

@@ -31,7 +31,10 @@ fn decisions_never_mix_two_policies() {
     assert_ne!(cheap_revision, dear_revision);
     let request = request_with(json!({"account": {"balance_cents": 5}}));
     let decision = in_flight.evaluate(&request);
-    assert_eq!((decision.revision.as_str(), decision.outcome), (cheap_revision.as_str(), Outcome::Allow));
+    assert_eq!(
+        (decision.revision.as_str(), decision.outcome),
+        (cheap_revision.as_str(), Outcome::Allow)
+    );
     assert_eq!(active.current().evaluate(&request).outcome, Outcome::Deny);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -43,7 +46,11 @@ fn decisions_never_mix_two_policies() {
                 let mut seen = (0, 0);
                 while !stop.load(Ordering::Relaxed) {
                     let decision = active.current().evaluate(&request);
-                    let price = decision.gates[3].evidence.iter().find(|(k, _)| k == "price_cents").map(|(_, v)| v.clone());
+                    let price = decision.gates[3]
+                        .evidence
+                        .iter()
+                        .find(|(k, _)| k == "price_cents")
+                        .map(|(_, v)| v.clone());
                     if decision.revision == cheap_revision {
                         assert_eq!((price.as_deref(), decision.outcome), (Some("4"), Outcome::Allow), "{decision:#?}");
                         seen.0 += 1;

@@ -24,18 +24,12 @@ impl Gate for ApprovalGate {
         let approval = &request.approval;
         let current = &request.draft.content_digest;
         match approval.status {
-            ApprovalStatus::None => {
-                Verdict::deny("approval_missing", "the draft was never submitted for approval")
-            }
-            ApprovalStatus::Pending => {
-                Verdict::pending("approval_pending", "the draft awaits the customer's approval")
-            }
+            ApprovalStatus::None => Verdict::deny("approval_missing", "the draft was never submitted for approval"),
+            ApprovalStatus::Pending => Verdict::pending("approval_pending", "the draft awaits the customer's approval"),
             ApprovalStatus::Rejected => Verdict::deny("approval_rejected", "the customer rejected the draft"),
             ApprovalStatus::Expired => Verdict::deny("approval_expired", "the customer's approval has expired"),
             ApprovalStatus::Approved => match &approval.content_digest {
-                Some(approved) if approved == current => {
-                    Verdict::allow("approved", "the customer approved this content")
-                }
+                Some(approved) if approved == current => Verdict::allow("approved", "the customer approved this content"),
                 approved => Verdict::deny("approval_stale", "the draft changed after the customer approved it")
                     .with("approved_digest", approved.as_deref().unwrap_or("none"))
                     .with("current_digest", current),

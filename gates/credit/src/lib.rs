@@ -85,7 +85,15 @@ mod tests {
     #[test]
     fn config_rejects_negative_and_unknown() {
         assert!(CreditGate::validate_config(vec![integer(PRICE, 4)]).is_ok());
-        assert!(CreditGate::validate_config(vec![integer(PRICE, -1)]).unwrap_err().contains("negative"));
-        assert!(CreditGate::validate_config(vec![integer("price", 4)]).unwrap_err().contains("`price`"));
+        assert!(
+            CreditGate::validate_config(vec![integer(PRICE, -1)])
+                .unwrap_err()
+                .contains("negative")
+        );
+        assert!(
+            CreditGate::validate_config(vec![integer("price", 4)])
+                .unwrap_err()
+                .contains("`price`")
+        );
     }
 }

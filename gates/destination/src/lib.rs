@@ -60,7 +60,9 @@ impl Gate for DestinationGate {
                 Ok(_) => Verdict::allow("destination_ok", "the destination is connected and belongs to this workspace"),
             }
         };
-        verdict.with("destination_id", &destination.id).with("provider", &destination.provider)
+        verdict
+            .with("destination_id", &destination.id)
+            .with("provider", &destination.provider)
     }
 }
 
@@ -92,7 +94,11 @@ mod tests {
     fn denies_a_disconnected_destination() {
         let mut request = request();
         request.destination.connected = false;
-        assert_verdict(&DestinationGate::evaluate(config(), request), Outcome::Deny, "destination_disconnected");
+        assert_verdict(
+            &DestinationGate::evaluate(config(), request),
+            Outcome::Deny,
+            "destination_disconnected",
+        );
     }
 
     #[test]

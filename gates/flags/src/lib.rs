@@ -51,7 +51,11 @@ fn fold(text: &str) -> String {
     if text.is_ascii() {
         // ASCII holds no compatibility characters: dropping controls and lowercasing is the whole fold.
         let visible: String = text.chars().filter(|c| !is_invisible(*c)).collect();
-        return visible.split_whitespace().map(str::to_ascii_lowercase).collect::<Vec<_>>().join(" ");
+        return visible
+            .split_whitespace()
+            .map(str::to_ascii_lowercase)
+            .collect::<Vec<_>>()
+            .join(" ");
     }
     let visible: String = text.nfd().filter(|c| !is_invisible(*c)).collect();
     let folded: String = fold_case(&visible).nfkc().collect();
@@ -159,6 +163,10 @@ mod tests {
 
     #[test]
     fn innocent_text_and_empty_terms_pass() {
-        assert_verdict(&with_text("Returns are never guaranteed.", &["guaranteed returns", ""]), Outcome::Allow, "flags_clear");
+        assert_verdict(
+            &with_text("Returns are never guaranteed.", &["guaranteed returns", ""]),
+            Outcome::Allow,
+            "flags_clear",
+        );
     }
 }

@@ -23,18 +23,10 @@ impl Gate for ProviderReviewGate {
     fn evaluate(_config: Vec<ConfigEntry>, request: Request) -> Verdict {
         let provider = &request.destination.provider;
         let verdict = match request.destination.provider_review {
-            ProviderReview::Approved => {
-                Verdict::allow("review_approved", format!("the {provider} review approved this destination"))
-            }
-            ProviderReview::Pending => {
-                Verdict::pending("review_pending", format!("the {provider} review is still under way"))
-            }
-            ProviderReview::Rejected => {
-                Verdict::deny("review_rejected", format!("the {provider} review rejected this destination"))
-            }
-            ProviderReview::None => {
-                Verdict::deny("review_missing", format!("this destination has no {provider} review"))
-            }
+            ProviderReview::Approved => Verdict::allow("review_approved", format!("the {provider} review approved this destination")),
+            ProviderReview::Pending => Verdict::pending("review_pending", format!("the {provider} review is still under way")),
+            ProviderReview::Rejected => Verdict::deny("review_rejected", format!("the {provider} review rejected this destination")),
+            ProviderReview::None => Verdict::deny("review_missing", format!("this destination has no {provider} review")),
         };
         verdict.with("destination_id", &request.destination.id)
     }

@@ -32,7 +32,10 @@ unsafe impl Sync for Arena {}
 /// The global allocator of a gate component.
 pub struct BumpArena;
 
-static ARENA: Arena = Arena { bytes: UnsafeCell::new([0; ARENA_BYTES]), used: UnsafeCell::new(0) };
+static ARENA: Arena = Arena {
+    bytes: UnsafeCell::new([0; ARENA_BYTES]),
+    used: UnsafeCell::new(0),
+};
 
 #[allow(unsafe_code, reason = "implementing a global allocator is unsafe by definition")]
 // SAFETY: every block returned is aligned as asked, lies within memory the
@@ -83,7 +86,9 @@ pub unsafe extern "C" fn cabi_realloc(old: *mut u8, old_len: usize, align: usize
     if new_len == 0 {
         return align as *mut u8;
     }
-    let Ok(layout) = Layout::from_size_align(new_len, align) else { core::arch::wasm32::unreachable() };
+    let Ok(layout) = Layout::from_size_align(new_len, align) else {
+        core::arch::wasm32::unreachable()
+    };
     // SAFETY: the layout is valid (checked above); `old`, when given, came
     // from this allocator with `old_len` bytes, as the canonical ABI guarantees.
     let block = unsafe {

@@ -22,9 +22,7 @@ impl<'a> Config<'a> {
     pub fn only(&self, known: &[&str]) -> Result<(), String> {
         match self.entries.iter().find(|e| !known.contains(&e.key.as_str())) {
             None => Ok(()),
-            Some(e) if known.is_empty() => {
-                Err(format!("unknown key `{}`: this gate takes no configuration", e.key))
-            }
+            Some(e) if known.is_empty() => Err(format!("unknown key `{}`: this gate takes no configuration", e.key)),
             Some(e) => Err(format!("unknown key `{}`, expected one of: {}", e.key, known.join(", "))),
         }
     }

@@ -58,9 +58,8 @@ pub mod bindings {
 
 pub use bindings::exports::postgate::gate::gate::Guest as Gate;
 pub use bindings::postgate::gate::types::{
-    Account, ApiKey, Approval, ApprovalStatus, ConfigEntry, ConfigValue, Description, Destination,
-    Draft, Evidence, Flags, MediaKind, MediaRef, Outcome, ProviderReview, PublishingMode, Request,
-    Verdict,
+    Account, ApiKey, Approval, ApprovalStatus, ConfigEntry, ConfigValue, Description, Destination, Draft, Evidence, Flags, MediaKind,
+    MediaRef, Outcome, ProviderReview, PublishingMode, Request, Verdict,
 };
 
 /// What a `no_std` gate needs from `alloc`.
@@ -98,6 +97,10 @@ macro_rules! export_gate {
 impl Description {
     /// A description from the gate's name, version and one-sentence summary.
     pub fn new(name: &str, version: &str, summary: &str) -> Self {
-        Self { name: name.into(), version: version.into(), summary: summary.into() }
+        Self {
+            name: name.into(),
+            version: version.into(),
+            summary: summary.into(),
+        }
     }
 }

@@ -2,8 +2,8 @@
 
 use crate::prelude::*;
 use crate::{
-    Account, ApiKey, Approval, ApprovalStatus, ConfigEntry, ConfigValue, Destination, Draft, Flags,
-    Outcome, ProviderReview, PublishingMode, Request, Verdict,
+    Account, ApiKey, Approval, ApprovalStatus, ConfigEntry, ConfigValue, Destination, Draft, Flags, Outcome, ProviderReview,
+    PublishingMode, Request, Verdict,
 };
 
 /// The content digest of [`request`]'s draft.
@@ -14,7 +14,10 @@ pub const DRAFT_DIGEST: &str = "9f2c4e1b7a3d5f6081c2e4a6b8d0f1a3c5e7092b4d6f8a1c
 pub fn request() -> Request {
     Request {
         workspace_id: "ws_1".into(),
-        key: Some(ApiKey { id: "key_1".into(), scopes: vec!["publish:request".into()] }),
+        key: Some(ApiKey {
+            id: "key_1".into(),
+            scopes: vec!["publish:request".into()],
+        }),
         draft: Draft {
             id: "drf_1".into(),
             text: "Launch day!".into(),
@@ -43,13 +46,19 @@ pub fn request() -> Request {
 
 /// A configuration entry holding an integer.
 pub fn integer(key: &str, value: i64) -> ConfigEntry {
-    ConfigEntry { key: key.into(), value: ConfigValue::Integer(value) }
+    ConfigEntry {
+        key: key.into(),
+        value: ConfigValue::Integer(value),
+    }
 }
 
 /// A configuration entry holding a list of strings.
 pub fn texts(key: &str, values: &[&str]) -> ConfigEntry {
     let values = values.iter().map(|v| (*v).to_owned()).collect();
-    ConfigEntry { key: key.into(), value: ConfigValue::Texts(values) }
+    ConfigEntry {
+        key: key.into(),
+        value: ConfigValue::Texts(values),
+    }
 }
 
 /// Asserts a verdict's outcome and code, showing the whole verdict when they differ.

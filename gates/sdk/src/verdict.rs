@@ -25,13 +25,21 @@ impl Verdict {
     }
 
     fn new(outcome: Outcome, code: &str, message: impl Into<String>) -> Self {
-        Self { outcome, code: code.into(), message: clip(message.into(), MAX_MESSAGE_BYTES), evidence: Vec::new() }
+        Self {
+            outcome,
+            code: code.into(),
+            message: clip(message.into(), MAX_MESSAGE_BYTES),
+            evidence: Vec::new(),
+        }
     }
 
     /// Adds one piece of evidence, e.g. `.with("balance_cents", 3)`; long values are clipped.
     #[must_use]
     pub fn with(mut self, key: &str, value: impl ToString) -> Self {
-        self.evidence.push(Evidence { key: key.into(), value: clip(value.to_string(), MAX_EVIDENCE_VALUE_BYTES) });
+        self.evidence.push(Evidence {
+            key: key.into(),
+            value: clip(value.to_string(), MAX_EVIDENCE_VALUE_BYTES),
+        });
         self
     }
 

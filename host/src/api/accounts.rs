@@ -48,8 +48,18 @@ pub async fn create_workspace<S: Store>(
         return Err(Problem::invalid("`name` must be 1 to 100 characters"));
     }
     let token = auth::mint(TokenKind::Customer);
-    let workspace = app.store.create_workspace(name, &token).await.map_err(|e| Problem::from_store(e, "workspace", ""))?;
-    Ok((StatusCode::CREATED, Json(CreatedWorkspace { workspace, customer_token: token.secret })))
+    let workspace = app
+        .store
+        .create_workspace(name, &token)
+        .await
+        .map_err(|e| Problem::from_store(e, "workspace", ""))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedWorkspace {
+            workspace,
+            customer_token: token.secret,
+        }),
+    ))
 }
 
 /// `POST /v1/reviewers`.
@@ -81,8 +91,18 @@ pub async fn create_reviewer<S: Store>(
         return Err(Problem::invalid("`label` must be 1 to 100 characters"));
     }
     let token = auth::mint(TokenKind::Reviewer);
-    let reviewer = app.store.create_reviewer(label, &token).await.map_err(|e| Problem::from_store(e, "reviewer", ""))?;
-    Ok((StatusCode::CREATED, Json(CreatedReviewer { reviewer, token: token.secret })))
+    let reviewer = app
+        .store
+        .create_reviewer(label, &token)
+        .await
+        .map_err(|e| Problem::from_store(e, "reviewer", ""))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedReviewer {
+            reviewer,
+            token: token.secret,
+        }),
+    ))
 }
 
 /// `POST /v1/workspaces/{id}/credits`.
@@ -119,7 +139,12 @@ pub async fn top_up<S: Store>(
     if reference.is_empty() || reference.len() > 128 {
         return Err(Problem::invalid("`reference` must be 1 to 128 bytes"));
     }
-    match app.store.top_up(&id, body.amount_cents, reference).await.map_err(|e| Problem::from_store(e, "workspace", &id))? {
+    match app
+        .store
+        .top_up(&id, body.amount_cents, reference)
+        .await
+        .map_err(|e| Problem::from_store(e, "workspace", &id))?
+    {
         TopUp::Applied(entry) => Ok((StatusCode::CREATED, Json(Credited { entry, replayed: false }))),
         TopUp::Replayed(entry) => Ok((StatusCode::OK, Json(Credited { entry, replayed: true }))),
     }
@@ -140,8 +165,15 @@ pub async fn balance<S: Store>(
     PathId(id): PathId,
 ) -> Result<Json<Balance>, Problem> {
     workspace_access(&caller, &id, Scope::AccountRead)?;
-    let workspace = app.store.workspace(&id).await.map_err(|e| Problem::from_store(e, "workspace", &id))?;
-    Ok(Json(Balance { workspace_id: workspace.id, balance_cents: workspace.balance_cents }))
+    let workspace = app
+        .store
+        .workspace(&id)
+        .await
+        .map_err(|e| Problem::from_store(e, "workspace", &id))?;
+    Ok(Json(Balance {
+        workspace_id: workspace.id,
+        balance_cents: workspace.balance_cents,
+    }))
 }
 
 /// `?after=CURSOR&limit=N`, where cursors are `c` and a sequence number.
@@ -189,8 +221,15 @@ pub async fn ledger<S: Store>(
 ) -> Result<Json<LedgerPage>, Problem> {
     workspace_access(&caller, &id, Scope::AccountRead)?;
     let (after, limit) = query.bounds()?;
-    app.store.workspace(&id).await.map_err(|e| Problem::from_store(e, "workspace", &id))?;
-    let entries = app.store.ledger(&id, after, limit).await.map_err(|e| Problem::from_store(e, "workspace", &id))?;
+    app.store
+        .workspace(&id)
+        .await
+        .map_err(|e| Problem::from_store(e, "workspace", &id))?;
+    let entries = app
+        .store
+        .ledger(&id, after, limit)
+        .await
+        .map_err(|e| Problem::from_store(e, "workspace", &id))?;
     let next_cursor = next_cursor(&entries, limit, |e| e.seq);
     Ok(Json(LedgerPage { entries, next_cursor }))
 }
@@ -215,14 +254,22 @@ pub async fn audit<S: Store>(
         Principal::ApiKey { .. } | Principal::Reviewer { .. } => return Err(Problem::forbidden("the audit trail is the customer's")),
     };
     let (after, limit) = query.bounds()?;
-    let records = app.store.audit_trail(workspace_id, after, limit).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id.unwrap_or("")))?;
+    let records = app
+        .store
+        .audit_trail(workspace_id, after, limit)
+        .await
+        .map_err(|e| Problem::from_store(e, "workspace", workspace_id.unwrap_or("")))?;
     let next_cursor = next_cursor(&records, limit, |r| r.seq);
     Ok(Json(AuditPage { records, next_cursor }))
 }
 
 /// The cursor after the last item of a full page.
 fn next_cursor<T>(items: &[T], limit: i64, seq: impl Fn(&T) -> i64) -> Option<String> {
-    if items.len() as i64 == limit { items.last().map(|last| format!("c{}", seq(last))) } else { None }
+    if items.len() as i64 == limit {
+        items.last().map(|last| format!("c{}", seq(last)))
+    } else {
+        None
+    }
 }
 
 /// `POST /v1/api-keys`.
@@ -266,10 +313,16 @@ pub async fn create_api_key<S: Store>(
     }
     let rate_limit_per_minute = body.rate_limit_per_minute.unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE);
     if !(1..=MAX_RATE_LIMIT_PER_MINUTE).contains(&rate_limit_per_minute) {
-        return Err(Problem::invalid(format!("`rate_limit_per_minute` must be 1 to {MAX_RATE_LIMIT_PER_MINUTE}")));
+        return Err(Problem::invalid(format!(
+            "`rate_limit_per_minute` must be 1 to {MAX_RATE_LIMIT_PER_MINUTE}"
+        )));
     }
     let token = auth::mint(TokenKind::ApiKey);
-    let new = NewKey { label, scopes: &scopes, rate_limit_per_minute };
+    let new = NewKey {
+        label,
+        scopes: &scopes,
+        rate_limit_per_minute,
+    };
     let key = app
         .store
         .create_api_key(workspace_id, new, &token, API_KEY_MIN_BALANCE_CENTS)
@@ -287,7 +340,11 @@ pub async fn list_api_keys<S: Store>(
 ) -> Result<Json<Page<ApiKey>>, Problem> {
     let workspace_id = customer_of(&caller)?;
     let (after, limit) = query.bounds()?;
-    let keys = app.store.api_keys(workspace_id, after, limit).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
+    let keys = app
+        .store
+        .api_keys(workspace_id, after, limit)
+        .await
+        .map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
     Ok(Json(Page::of(keys, limit, |k| &k.id)))
 }
 
@@ -305,6 +362,10 @@ pub async fn revoke_api_key<S: Store>(
     PathId(id): PathId,
 ) -> Result<Json<Revoked>, Problem> {
     let workspace_id = customer_of(&caller)?;
-    let key = app.store.revoke_api_key(workspace_id, &id).await.map_err(|e| Problem::from_store(e, "API key", &id))?;
+    let key = app
+        .store
+        .revoke_api_key(workspace_id, &id)
+        .await
+        .map_err(|e| Problem::from_store(e, "API key", &id))?;
     Ok(Json(Revoked { key }))
 }

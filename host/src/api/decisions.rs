@@ -29,12 +29,23 @@ pub async fn get_flags<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller):
 
 /// Sets the safety flags (the operator only): publishing mode, kill switch, blocked terms. Audited.
 #[utoipa::path(put, path = "/v1/flags", tag = "decisions", request_body = Flags, responses((status = 200, body = Flags), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn set_flags<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, Body(flags): Body<Flags>) -> Result<Json<Flags>, Problem> {
+pub async fn set_flags<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    Body(flags): Body<Flags>,
+) -> Result<Json<Flags>, Problem> {
     if caller != Principal::Operator {
         return Err(Problem::forbidden("only the operator sets the safety flags"));
     }
-    if flags.blocked_terms.len() > MAX_BLOCKED_TERMS || flags.blocked_terms.iter().any(|t| t.trim().is_empty() || t.chars().count() > MAX_TERM_CHARS) {
-        return Err(Problem::invalid(format!("`blocked_terms` takes at most {MAX_BLOCKED_TERMS} terms of 1 to {MAX_TERM_CHARS} characters")));
+    if flags.blocked_terms.len() > MAX_BLOCKED_TERMS
+        || flags
+            .blocked_terms
+            .iter()
+            .any(|t| t.trim().is_empty() || t.chars().count() > MAX_TERM_CHARS)
+    {
+        return Err(Problem::invalid(format!(
+            "`blocked_terms` takes at most {MAX_BLOCKED_TERMS} terms of 1 to {MAX_TERM_CHARS} characters"
+        )));
     }
     app.store.set_flags(&flags).await.map_err(Problem::internal)?;
     Ok(Json(flags))
@@ -50,9 +61,18 @@ pub struct DecisionRequest {
 
 /// Runs the active chain on the facts in the store, never charges, and records the result as a dry run.
 #[utoipa::path(post, path = "/v1/decisions/dry-run", tag = "decisions", request_body = DecisionRequest, responses((status = 200, body = DecisionRecord), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn dry_run<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, Body(body): Body<DecisionRequest>) -> Result<Json<DecisionRecord>, Problem> {
+pub async fn dry_run<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    Body(body): Body<DecisionRequest>,
+) -> Result<Json<DecisionRecord>, Problem> {
     let (record, _) = decide(&app, &caller, body, "dry_run").await?;
-    Ok(Json(app.store.record_decision(record).await.map_err(|e| Problem::from_store(e, "workspace", ""))?))
+    Ok(Json(
+        app.store
+            .record_decision(record)
+            .await
+            .map_err(|e| Problem::from_store(e, "workspace", ""))?,
+    ))
 }
 
 /// The workspace a decision is asked for, and the asking key: the customer, or a key with `publish:request`.
@@ -60,11 +80,24 @@ pub(super) fn asker(caller: &Principal) -> Result<(String, Option<ApiKey>), Prob
     Ok(match caller {
         Principal::Customer { workspace_id } => (workspace_id.clone(), None),
         Principal::ApiKey { id, workspace_id, scopes } if scopes.contains(&Scope::PublishRequest) => {
-            let names = scopes.iter().filter_map(|s| serde_json::to_value(s).ok()?.as_str().map(str::to_owned)).collect();
-            (workspace_id.clone(), Some(ApiKey { id: id.clone(), scopes: names }))
+            let names = scopes
+                .iter()
+                .filter_map(|s| serde_json::to_value(s).ok()?.as_str().map(str::to_owned))
+                .collect();
+            (
+                workspace_id.clone(),
+                Some(ApiKey {
+                    id: id.clone(),
+                    scopes: names,
+                }),
+            )
         }
         Principal::ApiKey { .. } => return Err(Problem::missing_scope(Scope::PublishRequest)),
-        Principal::Operator | Principal::Reviewer { .. } => return Err(Problem::forbidden("decisions are asked for by the workspace's customer or its keys")),
+        Principal::Operator | Principal::Reviewer { .. } => {
+            return Err(Problem::forbidden(
+                "decisions are asked for by the workspace's customer or its keys",
+            ));
+        }
     })
 }
 
@@ -73,7 +106,12 @@ const DEFAULT_PRICE_CENTS: i64 = 4;
 
 /// Runs the active chain for `caller` on the store's facts: the unrecorded
 /// decision, and the price the chain's credit gate charges.
-pub(super) async fn decide<S: Store>(app: &App<S>, caller: &Principal, body: DecisionRequest, kind: &str) -> Result<(DecisionRecord, i64), Problem> {
+pub(super) async fn decide<S: Store>(
+    app: &App<S>,
+    caller: &Principal,
+    body: DecisionRequest,
+    kind: &str,
+) -> Result<(DecisionRecord, i64), Problem> {
     let (workspace_id, key) = asker(caller)?;
     let mut request: model::GateRequest = app
         .store
@@ -118,10 +156,21 @@ pub(super) async fn decide<S: Store>(app: &App<S>, caller: &Principal, body: Dec
 
 /// Reads one decision, under the same visibility as the log.
 #[utoipa::path(get, path = "/v1/decisions/{id}", tag = "decisions", params(("id" = String, Path)), responses((status = 200, body = DecisionRecord), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn get_one<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, PathId(id): PathId) -> Result<Json<DecisionRecord>, Problem> {
-    let filter = DecisionFilter { id: Some(id.clone()), ..visible(&caller) };
+pub async fn get_one<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    PathId(id): PathId,
+) -> Result<Json<DecisionRecord>, Problem> {
+    let filter = DecisionFilter {
+        id: Some(id.clone()),
+        ..visible(&caller)
+    };
     let found = app.store.decisions(&filter, 0, 1).await.map_err(Problem::internal)?;
-    found.into_iter().next().map(Json).ok_or_else(|| Problem::not_found("decision", &id))
+    found
+        .into_iter()
+        .next()
+        .map(Json)
+        .ok_or_else(|| Problem::not_found("decision", &id))
 }
 
 /// Walks every workspace's decision chain and reports the first broken link of each: the operator and reviewers.
@@ -154,10 +203,15 @@ pub struct DecisionQuery {
 fn visible(caller: &Principal) -> DecisionFilter {
     match caller {
         Principal::Operator | Principal::Reviewer { .. } => DecisionFilter::default(),
-        Principal::Customer { workspace_id } => DecisionFilter { workspace_id: Some(workspace_id.clone()), ..Default::default() },
-        Principal::ApiKey { id, workspace_id, .. } => {
-            DecisionFilter { workspace_id: Some(workspace_id.clone()), key_id: Some(id.clone()), ..Default::default() }
-        }
+        Principal::Customer { workspace_id } => DecisionFilter {
+            workspace_id: Some(workspace_id.clone()),
+            ..Default::default()
+        },
+        Principal::ApiKey { id, workspace_id, .. } => DecisionFilter {
+            workspace_id: Some(workspace_id.clone()),
+            key_id: Some(id.clone()),
+            ..Default::default()
+        },
     }
 }
 
@@ -181,12 +235,19 @@ pub struct DecisionPage {
 
 /// Reads the decision log: the operator and reviewers (all), the customer (their workspace), a key (its own requests).
 #[utoipa::path(get, path = "/v1/decisions", tag = "decisions", params(DecisionQuery), responses((status = 200, body = DecisionPage), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn list<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, Params(query): Params<DecisionQuery>) -> Result<Json<DecisionPage>, Problem> {
+pub async fn list<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    Params(query): Params<DecisionQuery>,
+) -> Result<Json<DecisionPage>, Problem> {
     let mut filter = visible(&caller);
     if let Some(key) = query.key {
         // A key that asks for another key's requests finds none: the filters narrow, never widen.
         if filter.key_id.as_ref().is_some_and(|own| *own != key) {
-            return Ok(Json(DecisionPage { decisions: Vec::new(), next_cursor: None }));
+            return Ok(Json(DecisionPage {
+                decisions: Vec::new(),
+                next_cursor: None,
+            }));
         }
         filter.key_id = Some(key);
     }
@@ -195,13 +256,20 @@ pub async fn list<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Call
     filter.until = time_bound("until", query.until)?;
     let after = match query.after.as_deref() {
         None => 0,
-        Some(cursor) => cursor.strip_prefix('c').and_then(|n| n.parse().ok()).ok_or_else(|| Problem::invalid(format!("`after` cursor `{cursor}` is not one this API gave out")))?,
+        Some(cursor) => cursor
+            .strip_prefix('c')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| Problem::invalid(format!("`after` cursor `{cursor}` is not one this API gave out")))?,
     };
     let limit = query.limit.unwrap_or(PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(Problem::invalid(format!("`limit` must be 1 to {MAX_PAGE}")));
     }
     let decisions = app.store.decisions(&filter, after, limit).await.map_err(Problem::internal)?;
-    let next_cursor = if decisions.len() as i64 == limit { decisions.last().map(|d| format!("c{}", d.seq)) } else { None };
+    let next_cursor = if decisions.len() as i64 == limit {
+        decisions.last().map(|d| format!("c{}", d.seq))
+    } else {
+        None
+    };
     Ok(Json(DecisionPage { decisions, next_cursor }))
 }

@@ -41,15 +41,30 @@ pub async fn connect<S: Store>(
     Body(body): Body<Connect>,
 ) -> Result<(StatusCode, Json<ConsentStarted>), Problem> {
     let workspace_id = match &caller {
-        Principal::ApiKey { .. } => return Err(Problem::forbidden("an API key cannot connect a destination: the customer does, through the provider's consent")),
+        Principal::ApiKey { .. } => {
+            return Err(Problem::forbidden(
+                "an API key cannot connect a destination: the customer does, through the provider's consent",
+            ));
+        }
         _ => customer_of(&caller)?,
     };
-    let provider = providers::provider(&body.provider)
-        .ok_or_else(|| Problem::invalid(format!("provider `{}` has no consent flow on this server; available: sandbox", body.provider)))?;
+    let provider = providers::provider(&body.provider).ok_or_else(|| {
+        Problem::invalid(format!(
+            "provider `{}` has no consent flow on this server; available: sandbox",
+            body.provider
+        ))
+    })?;
     // The state is a one-time secret: only its hash is stored.
     let state = auth::mint(TokenKind::Customer).secret.replacen("pgc_", "cst_", 1);
-    app.store.begin_consent(workspace_id, provider.name(), &auth::hash(&state)).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
-    let started = ConsentStarted { consent_url: provider.consent_url(&state), state, expires_in_seconds: CONSENT_MAX_AGE.as_secs() };
+    app.store
+        .begin_consent(workspace_id, provider.name(), &auth::hash(&state))
+        .await
+        .map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
+    let started = ConsentStarted {
+        consent_url: provider.consent_url(&state),
+        state,
+        expires_in_seconds: CONSENT_MAX_AGE.as_secs(),
+    };
     Ok((StatusCode::CREATED, Json(started)))
 }
 
@@ -114,15 +129,28 @@ pub async fn list<S: Store>(
         }
     };
     let (after, limit) = query.bounds()?;
-    let destinations = app.store.destinations(workspace_id, after, limit).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id.unwrap_or("")))?;
+    let destinations = app
+        .store
+        .destinations(workspace_id, after, limit)
+        .await
+        .map_err(|e| Problem::from_store(e, "workspace", workspace_id.unwrap_or("")))?;
     Ok(Json(Page::of(destinations, limit, |d| &d.id)))
 }
 
 /// Disconnects a destination (the customer only): unusable at once, its token wiped.
 #[utoipa::path(delete, path = "/v1/destinations/{id}", tag = "destinations", params(("id" = String, Path)), responses((status = 200, body = Destination), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn disconnect<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, PathId(id): PathId) -> Result<Json<Destination>, Problem> {
+pub async fn disconnect<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    PathId(id): PathId,
+) -> Result<Json<Destination>, Problem> {
     let workspace_id = customer_of(&caller)?;
-    Ok(Json(app.store.disconnect_destination(workspace_id, &id).await.map_err(|e| Problem::from_store(e, "destination", &id))?))
+    Ok(Json(
+        app.store
+            .disconnect_destination(workspace_id, &id)
+            .await
+            .map_err(|e| Problem::from_store(e, "destination", &id))?,
+    ))
 }
 
 /// `PUT /v1/destinations/{id}/review`.
@@ -160,5 +188,10 @@ pub async fn review<S: Store>(
         ReviewState::Approved => "approved",
         ReviewState::Rejected => "rejected",
     };
-    Ok(Json(app.store.set_review(&id, state).await.map_err(|e| Problem::from_store(e, "destination", &id))?))
+    Ok(Json(
+        app.store
+            .set_review(&id, state)
+            .await
+            .map_err(|e| Problem::from_store(e, "destination", &id))?,
+    ))
 }

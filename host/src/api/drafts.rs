@@ -25,7 +25,9 @@ const MAX_ALT_BYTES: usize = 1500;
 fn drafts_workspace(caller: &Principal, scope: Scope) -> Result<&str, Problem> {
     let workspace_id = match caller {
         Principal::Customer { workspace_id } | Principal::ApiKey { workspace_id, .. } => workspace_id.as_str(),
-        Principal::Operator | Principal::Reviewer { .. } => return Err(Problem::forbidden("drafts belong to the workspace's customer and keys")),
+        Principal::Operator | Principal::Reviewer { .. } => {
+            return Err(Problem::forbidden("drafts belong to the workspace's customer and keys"));
+        }
     };
     workspace_access(caller, workspace_id, scope)?;
     Ok(workspace_id)
@@ -57,10 +59,20 @@ impl DraftContent {
         if self.media.len() > MAX_MEDIA {
             return Err(Problem::invalid(format!("`media` holds over {MAX_MEDIA} items")));
         }
-        if let Some(i) = self.media.iter().position(|m| m.location.trim().is_empty() || m.location.len() > MAX_LOCATION_BYTES) {
-            return Err(Problem::invalid(format!("`media[{i}].location` must be 1 to {MAX_LOCATION_BYTES} bytes")));
+        if let Some(i) = self
+            .media
+            .iter()
+            .position(|m| m.location.trim().is_empty() || m.location.len() > MAX_LOCATION_BYTES)
+        {
+            return Err(Problem::invalid(format!(
+                "`media[{i}].location` must be 1 to {MAX_LOCATION_BYTES} bytes"
+            )));
         }
-        if let Some(i) = self.media.iter().position(|m| m.alt_text.as_ref().is_some_and(|a| a.len() > MAX_ALT_BYTES)) {
+        if let Some(i) = self
+            .media
+            .iter()
+            .position(|m| m.alt_text.as_ref().is_some_and(|a| a.len() > MAX_ALT_BYTES))
+        {
             return Err(Problem::invalid(format!("`media[{i}].alt_text` is over {MAX_ALT_BYTES} bytes")));
         }
         Ok(content_digest(&self.text, &self.media))
@@ -82,7 +94,11 @@ pub async fn create<S: Store>(
 ) -> Result<(StatusCode, Json<Draft>), Problem> {
     let workspace_id = drafts_workspace(&caller, Scope::DraftsWrite)?;
     let digest = body.digest()?;
-    let draft = app.store.create_draft(workspace_id, actor(&caller), &body.text, &body.media, &digest).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
+    let draft = app
+        .store
+        .create_draft(workspace_id, actor(&caller), &body.text, &body.media, &digest)
+        .await
+        .map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
     Ok((StatusCode::CREATED, Json(draft)))
 }
 
@@ -105,10 +121,21 @@ pub async fn update<S: Store>(
     let workspace_id = drafts_workspace(&caller, Scope::DraftsWrite)?;
     // A patch answers with the whole draft, so it needs the right to read it too.
     drafts_workspace(&caller, Scope::DraftsRead)?;
-    let current = app.store.draft(workspace_id, &id).await.map_err(|e| Problem::from_store(e, "draft", &id))?;
-    let body = DraftContent { text: patch.text.unwrap_or(current.text), media: patch.media.unwrap_or(current.media) };
+    let current = app
+        .store
+        .draft(workspace_id, &id)
+        .await
+        .map_err(|e| Problem::from_store(e, "draft", &id))?;
+    let body = DraftContent {
+        text: patch.text.unwrap_or(current.text),
+        media: patch.media.unwrap_or(current.media),
+    };
     let digest = body.digest()?;
-    let draft = app.store.update_draft(workspace_id, actor(&caller), &id, &body.text, &body.media, &digest).await.map_err(|e| Problem::from_store(e, "draft", &id))?;
+    let draft = app
+        .store
+        .update_draft(workspace_id, actor(&caller), &id, &body.text, &body.media, &digest)
+        .await
+        .map_err(|e| Problem::from_store(e, "draft", &id))?;
     Ok(Json(draft))
 }
 
@@ -116,7 +143,12 @@ pub async fn update<S: Store>(
 #[utoipa::path(get, path = "/v1/drafts/{id}", tag = "drafts", params(("id" = String, Path)), responses((status = 200, body = Draft), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn get_one<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, PathId(id): PathId) -> Result<Json<Draft>, Problem> {
     let workspace_id = drafts_workspace(&caller, Scope::DraftsRead)?;
-    Ok(Json(app.store.draft(workspace_id, &id).await.map_err(|e| Problem::from_store(e, "draft", &id))?))
+    Ok(Json(
+        app.store
+            .draft(workspace_id, &id)
+            .await
+            .map_err(|e| Problem::from_store(e, "draft", &id))?,
+    ))
 }
 
 /// Lists drafts: the customer, or a key with `drafts:read`.
@@ -128,7 +160,11 @@ pub async fn list<S: Store>(
 ) -> Result<Json<Page<Draft>>, Problem> {
     let workspace_id = drafts_workspace(&caller, Scope::DraftsRead)?;
     let (after, limit) = query.bounds()?;
-    let drafts = app.store.drafts(workspace_id, after, limit).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
+    let drafts = app
+        .store
+        .drafts(workspace_id, after, limit)
+        .await
+        .map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
     Ok(Json(Page::of(drafts, limit, |d| &d.id)))
 }
 
@@ -154,17 +190,34 @@ pub async fn preview_draft<S: Store>(
     Params(query): Params<PreviewQuery>,
 ) -> Result<Json<Preview>, Problem> {
     let workspace_id = drafts_workspace(&caller, Scope::DraftsRead)?;
-    let draft = app.store.draft(workspace_id, &id).await.map_err(|e| Problem::from_store(e, "draft", &id))?;
+    let draft = app
+        .store
+        .draft(workspace_id, &id)
+        .await
+        .map_err(|e| Problem::from_store(e, "draft", &id))?;
     let provider = match (query.destination, query.provider) {
         (Some(destination), None) => {
             workspace_access(&caller, workspace_id, Scope::DestinationsRead)?;
-            app.store.destination(workspace_id, &destination).await.map_err(|e| Problem::from_store(e, "destination", &destination))?.provider
+            app.store
+                .destination(workspace_id, &destination)
+                .await
+                .map_err(|e| Problem::from_store(e, "destination", &destination))?
+                .provider
         }
         (None, Some(provider)) => provider,
         _ => return Err(Problem::invalid("name either `destination` or `provider`")),
     };
-    let settings = Settings { max_characters: query.max_characters };
-    Ok(Json(preview(&provider, Content { text: &draft.text, media: &draft.media }, settings)))
+    let settings = Settings {
+        max_characters: query.max_characters,
+    };
+    Ok(Json(preview(
+        &provider,
+        Content {
+            text: &draft.text,
+            media: &draft.media,
+        },
+        settings,
+    )))
 }
 
 /// An approval-queue item as the queue shows it.
@@ -191,7 +244,11 @@ pub async fn submit<S: Store>(
     PathId(id): PathId,
 ) -> Result<(StatusCode, Json<QueueItem>), Problem> {
     let workspace_id = drafts_workspace(&caller, Scope::DraftsWrite)?;
-    let approval = app.store.submit_draft(workspace_id, &id, actor(&caller)).await.map_err(|e| Problem::from_store(e, "draft", &id))?;
+    let approval = app
+        .store
+        .submit_draft(workspace_id, &id, actor(&caller))
+        .await
+        .map_err(|e| Problem::from_store(e, "draft", &id))?;
     Ok((StatusCode::CREATED, Json(approval.into())))
 }
 
@@ -204,8 +261,16 @@ pub async fn queue<S: Store>(
 ) -> Result<Json<Page<QueueItem>>, Problem> {
     let workspace_id = drafts_workspace(&caller, Scope::DraftsRead)?;
     let (after, limit) = query.bounds()?;
-    let items = app.store.approvals(workspace_id, after, limit).await.map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
-    Ok(Json(Page::of(items.into_iter().map(QueueItem::from).collect(), limit, |i: &QueueItem| &i.approval.id)))
+    let items = app
+        .store
+        .approvals(workspace_id, after, limit)
+        .await
+        .map_err(|e| Problem::from_store(e, "workspace", workspace_id))?;
+    Ok(Json(Page::of(
+        items.into_iter().map(QueueItem::from).collect(),
+        limit,
+        |i: &QueueItem| &i.approval.id,
+    )))
 }
 
 /// Approves an item: the customer only. An API key can never approve.
@@ -220,12 +285,27 @@ pub async fn reject<S: Store>(state: State<Arc<App<S>>>, caller: Caller, id: Pat
     decide(state, caller, id, false).await
 }
 
-async fn decide<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, PathId(id): PathId, approve: bool) -> Result<Json<QueueItem>, Problem> {
+async fn decide<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    PathId(id): PathId,
+    approve: bool,
+) -> Result<Json<QueueItem>, Problem> {
     let workspace_id = match &caller {
         Principal::Customer { workspace_id } => workspace_id,
-        Principal::ApiKey { .. } => return Err(Problem::forbidden("an API key can never approve or reject: only the customer decides")),
-        Principal::Operator | Principal::Reviewer { .. } => return Err(Problem::forbidden("only the workspace's customer approves its drafts")),
+        Principal::ApiKey { .. } => {
+            return Err(Problem::forbidden(
+                "an API key can never approve or reject: only the customer decides",
+            ));
+        }
+        Principal::Operator | Principal::Reviewer { .. } => {
+            return Err(Problem::forbidden("only the workspace's customer approves its drafts"));
+        }
     };
-    let approval = app.store.decide(workspace_id, &id, approve).await.map_err(|e| Problem::from_store(e, "approval", &id))?;
+    let approval = app
+        .store
+        .decide(workspace_id, &id, approve)
+        .await
+        .map_err(|e| Problem::from_store(e, "approval", &id))?;
     Ok(Json(approval.into()))
 }

@@ -23,7 +23,14 @@ pub struct Problem {
 impl Problem {
     /// A problem with a status, a stable code, a title and a detail.
     pub fn new(status: StatusCode, code: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, title, detail: detail.into(), extra: Map::new(), retry_after: None }
+        Self {
+            status,
+            code,
+            title,
+            detail: detail.into(),
+            extra: Map::new(),
+            retry_after: None,
+        }
     }
 
     /// Adds a member to the problem document, e.g. the balance.
@@ -35,12 +42,22 @@ impl Problem {
 
     /// No credentials were sent.
     pub fn unauthenticated() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Authentication required", "send `Authorization: Bearer <token>`")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "Authentication required",
+            "send `Authorization: Bearer <token>`",
+        )
     }
 
     /// The token is malformed, unknown or revoked.
     pub fn invalid_token() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_token", "Invalid token", "the token is malformed, unknown or revoked")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "Invalid token",
+            "the token is malformed, unknown or revoked",
+        )
     }
 
     /// The caller may not do this at all.
@@ -51,7 +68,13 @@ impl Problem {
     /// An API key lacks the scope a route needs.
     pub fn missing_scope(scope: Scope) -> Self {
         let name = serde_json::to_value(scope).unwrap_or(Value::Null);
-        Self::new(StatusCode::FORBIDDEN, "missing_scope", "Missing scope", format!("this API key needs the scope {name}")).with("scope", name)
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "missing_scope",
+            "Missing scope",
+            format!("this API key needs the scope {name}"),
+        )
+        .with("scope", name)
     }
 
     /// An API key went over its rate limit; `Retry-After` says when to come back.
@@ -81,7 +104,12 @@ impl Problem {
     /// Something broke inside postgate; the cause is logged, never sent.
     pub fn internal(err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "request failed");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "the server could not complete the request; it is logged")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            "the server could not complete the request; it is logged",
+        )
     }
 
     /// A store failure as the caller should see it.
@@ -89,7 +117,10 @@ impl Problem {
         match err {
             StoreError::NotFound => Self::not_found(what, id),
             StoreError::Conflict(detail) => Self::new(StatusCode::CONFLICT, "conflict", "Conflict", detail),
-            StoreError::InsufficientBalance { balance_cents, required_cents } => Self::new(
+            StoreError::InsufficientBalance {
+                balance_cents,
+                required_cents,
+            } => Self::new(
                 StatusCode::PAYMENT_REQUIRED,
                 "insufficient_balance",
                 "Insufficient balance",
@@ -129,11 +160,23 @@ impl utoipa::PartialSchema for Problem {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         use utoipa::openapi::schema::{ObjectBuilder, Type};
         ObjectBuilder::new()
-            .description(Some("An RFC 9457 problem; further members (e.g. `balance_cents`) depend on its type"))
-            .property("type", ObjectBuilder::new().schema_type(Type::String).description(Some("`/problems/<code>`, a stable code")))
+            .description(Some(
+                "An RFC 9457 problem; further members (e.g. `balance_cents`) depend on its type",
+            ))
+            .property(
+                "type",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("`/problems/<code>`, a stable code")),
+            )
             .property("title", ObjectBuilder::new().schema_type(Type::String))
             .property("status", ObjectBuilder::new().schema_type(Type::Integer))
-            .property("detail", ObjectBuilder::new().schema_type(Type::String).description(Some("what went wrong, for people")))
+            .property(
+                "detail",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("what went wrong, for people")),
+            )
             .required("type")
             .required("title")
             .required("status")

@@ -52,18 +52,30 @@ pub async fn publish<S: Store>(
         .and_then(|value| value.to_str().ok())
         .filter(|key| (1..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()))
         .ok_or_else(|| {
-            Problem::new(StatusCode::BAD_REQUEST, "idempotency_key_required", "Idempotency key required", "send an `Idempotency-Key` header of 1 to 128 visible ASCII characters")
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "idempotency_key_required",
+                "Idempotency key required",
+                "send an `Idempotency-Key` header of 1 to 128 visible ASCII characters",
+            )
         })?
         .to_owned();
     let fingerprint = crate::engine::sha256_hex(&serde_json::to_vec(&body).map_err(Problem::internal)?);
     let (workspace_id, _) = asker(&caller)?;
     // A retry is answered from the record, without deciding again.
-    let earlier = app.store.idempotent_answer(&workspace_id, &key, &fingerprint).await.map_err(|e| Problem::from_store(e, "workspace", &workspace_id))?;
+    let earlier = app
+        .store
+        .idempotent_answer(&workspace_id, &key, &fingerprint)
+        .await
+        .map_err(|e| Problem::from_store(e, "workspace", &workspace_id))?;
     let published = match earlier {
         Some(answer) => answer,
         None => {
             let (record, price) = decide(&app, &caller, body, "publication").await?;
-            app.store.publish(&key, &fingerprint, record, price).await.map_err(|e| Problem::from_store(e, "workspace", &workspace_id))?
+            app.store
+                .publish(&key, &fingerprint, record, price)
+                .await
+                .map_err(|e| Problem::from_store(e, "workspace", &workspace_id))?
         }
     };
     let (record, publication, replayed) = match published {
@@ -79,25 +91,45 @@ pub async fn publish<S: Store>(
         }
     };
     let mut response = match (record.outcome.as_str(), publication) {
-        ("allow", Some(publication)) => (StatusCode::CREATED, Json(Queued { publication, decision: record })).into_response(),
+        ("allow", Some(publication)) => (
+            StatusCode::CREATED,
+            Json(Queued {
+                publication,
+                decision: record,
+            }),
+        )
+            .into_response(),
         ("pending", _) => (StatusCode::ACCEPTED, Json(Waiting { decision: record })).into_response(),
         _ => {
             let detail = denials(&record.gates);
             let decision = serde_json::to_value(&record).map_err(Problem::internal)?;
-            Problem::new(StatusCode::FORBIDDEN, "denied", "Publication denied", detail).with("decision", decision).into_response()
+            Problem::new(StatusCode::FORBIDDEN, "denied", "Publication denied", detail)
+                .with("decision", decision)
+                .into_response()
         }
     };
     if replayed {
-        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)
 }
 
 /// Reads a publication: the workspace's customer, or its keys with `publish:request`.
 #[utoipa::path(get, path = "/v1/publications/{id}", tag = "decisions", params(("id" = String, Path)), responses((status = 200, body = Publication), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn get_one<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, PathId(id): PathId) -> Result<Json<Publication>, Problem> {
+pub async fn get_one<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    PathId(id): PathId,
+) -> Result<Json<Publication>, Problem> {
     let (workspace_id, _) = asker(&caller)?;
-    Ok(Json(app.store.publication(&workspace_id, &id).await.map_err(|e| Problem::from_store(e, "publication", &id))?))
+    Ok(Json(
+        app.store
+            .publication(&workspace_id, &id)
+            .await
+            .map_err(|e| Problem::from_store(e, "publication", &id))?,
+    ))
 }
 
 /// The denying gates' messages, as one line.
@@ -106,7 +138,18 @@ fn denials(gates: &str) -> String {
     let reasons: Vec<String> = results
         .iter()
         .filter(|g| g["outcome"] == "deny")
-        .map(|g| format!("{} ({}): {}", g["gate"].as_str().unwrap_or("?"), g["code"].as_str().unwrap_or("?"), g["message"].as_str().unwrap_or("")))
+        .map(|g| {
+            format!(
+                "{} ({}): {}",
+                g["gate"].as_str().unwrap_or("?"),
+                g["code"].as_str().unwrap_or("?"),
+                g["message"].as_str().unwrap_or("")
+            )
+        })
         .collect();
-    if reasons.is_empty() { "a gate denied".into() } else { format!("denied by {}", reasons.join("; ")) }
+    if reasons.is_empty() {
+        "a gate denied".into()
+    } else {
+        format!("denied by {}", reasons.join("; "))
+    }
 }

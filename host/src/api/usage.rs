@@ -36,9 +36,15 @@ impl RateLimits {
         let bucket = {
             let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let quota = Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN));
-            Arc::clone(buckets.entry(key_id.to_owned()).or_insert_with(|| Arc::new(RateLimiter::direct(quota))))
+            Arc::clone(
+                buckets
+                    .entry(key_id.to_owned())
+                    .or_insert_with(|| Arc::new(RateLimiter::direct(quota))),
+            )
         };
-        bucket.check().map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
+        bucket
+            .check()
+            .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now()))
     }
 }
 
@@ -65,7 +71,11 @@ pub async fn record<S: Store>(State(app): State<Arc<App<S>>>, route: Option<Matc
     let response = next.run(request).await;
     if let Some((key_id, workspace_id)) = slot.take() {
         let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-        if let Err(err) = app.store.record_usage(&key_id, &workspace_id, &method, route, response.status().as_u16()).await {
+        if let Err(err) = app
+            .store
+            .record_usage(&key_id, &workspace_id, &method, route, response.status().as_u16())
+            .await
+        {
             tracing::error!(error = %err, key_id, "cannot record usage");
         }
     }
@@ -82,9 +92,21 @@ pub struct Usage {
 
 /// A key's usage, for its workspace's customer.
 #[utoipa::path(get, path = "/v1/api-keys/{id}/usage", tag = "keys", params(("id" = String, Path)), responses((status = 200, body = Usage), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn key_usage<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, PathId(id): PathId) -> Result<Json<Usage>, Problem> {
+pub async fn key_usage<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    PathId(id): PathId,
+) -> Result<Json<Usage>, Problem> {
     let workspace_id = customer_of(&caller)?;
-    let by_route = app.store.usage(workspace_id, &id).await.map_err(|e| Problem::from_store(e, "API key", &id))?;
+    let by_route = app
+        .store
+        .usage(workspace_id, &id)
+        .await
+        .map_err(|e| Problem::from_store(e, "API key", &id))?;
     let total = by_route.iter().map(|c| c.count).sum();
-    Ok(Json(Usage { key_id: id, total, by_route }))
+    Ok(Json(Usage {
+        key_id: id,
+        total,
+        by_route,
+    }))
 }

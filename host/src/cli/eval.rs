@@ -23,8 +23,7 @@ pub struct Args {
 /// Evaluates the request and prints the decision; the exit code is the outcome.
 pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
     let text = read_input(&args.input).map_err(invalid)?;
-    let request = GateRequest::from_json(&text)
-        .map_err(|err| invalid(anyhow!("{}: invalid request: {err}", args.input.display())))?;
+    let request = GateRequest::from_json(&text).map_err(|err| invalid(anyhow!("{}: invalid request: {err}", args.input.display())))?;
     let policy = Policy::load(&args.policy).map_err(invalid)?;
     let chain = context.runtime()?.load(&policy);
     for (gate, fault) in chain.faults() {
@@ -42,7 +41,9 @@ pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
 fn read_input(path: &PathBuf) -> anyhow::Result<String> {
     if path.as_os_str() == "-" {
         let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("cannot read the request from stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the request from stdin")?;
         return Ok(text);
     }
     std::fs::read_to_string(path).with_context(|| format!("cannot read request `{}`", path.display()))

@@ -45,7 +45,13 @@ pub struct Built {
 /// Builds the gates and prints name, digest and size of each.
 pub fn run(args: Args) -> Result<Exit, CliError> {
     for built in build(&args.names, &args.dir, &args.out)? {
-        println!("{:<18} sha256:{}  {:>7} bytes  {}", built.name, built.digest, built.size, built.path.display());
+        println!(
+            "{:<18} sha256:{}  {:>7} bytes  {}",
+            built.name,
+            built.digest,
+            built.size,
+            built.path.display()
+        );
     }
     Ok(Exit::Success)
 }
@@ -73,7 +79,9 @@ struct Target {
 /// Builds the named gates (all in `dir` when `names` is empty) into `out`.
 pub fn build(names: &[String], dir: &Path, out: &Path) -> Result<Vec<Built>, CliError> {
     let metadata = metadata(dir)?;
-    let dir = dir.canonicalize().map_err(|err| invalid(anyhow!("gate directory `{}`: {err}", dir.display())))?;
+    let dir = dir
+        .canonicalize()
+        .map_err(|err| invalid(anyhow!("gate directory `{}`: {err}", dir.display())))?;
     let gates = gate_crates(&metadata, &dir);
     let selected: Vec<(&String, &Package, &Target)> = if names.is_empty() {
         gates.iter().map(|(n, p, t)| (n, *p, *t)).collect()
@@ -83,7 +91,11 @@ pub fn build(names: &[String], dir: &Path, out: &Path) -> Result<Vec<Built>, Cli
             .map(|name| {
                 gates.iter().find(|(n, ..)| n == name).map(|(n, p, t)| (n, *p, *t)).ok_or_else(|| {
                     let known: Vec<&str> = gates.iter().map(|(n, ..)| n.as_str()).collect();
-                    invalid(anyhow!("no gate `{name}` in `{}`; gates there: {}", dir.display(), known.join(", ")))
+                    invalid(anyhow!(
+                        "no gate `{name}` in `{}`; gates there: {}",
+                        dir.display(),
+                        known.join(", ")
+                    ))
                 })
             })
             .collect::<Result<_, _>>()?
@@ -92,13 +104,17 @@ pub fn build(names: &[String], dir: &Path, out: &Path) -> Result<Vec<Built>, Cli
         return Err(invalid(anyhow!("no gate crates (with a cdylib target) in `{}`", dir.display())));
     }
     let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cargo.current_dir(&dir).args(["build", "--quiet", "--profile", "gate", "--target", GATE_TARGET]);
+    cargo
+        .current_dir(&dir)
+        .args(["build", "--quiet", "--profile", "gate", "--target", GATE_TARGET]);
     for (_, package, _) in &selected {
         cargo.args(["-p", &package.name]);
     }
     // The encoded form wins over RUSTFLAGS and survives paths with spaces; with
     // `--target` it applies to the gates only, not to build scripts or macros.
-    cargo.env("CARGO_ENCODED_RUSTFLAGS", rustflags(&metadata.workspace_root).join("\x1f")).env_remove("RUSTFLAGS");
+    cargo
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags(&metadata.workspace_root).join("\x1f"))
+        .env_remove("RUSTFLAGS");
     let status = cargo.status().map_err(|err| internal(anyhow!("cannot run cargo: {err}")))?;
     if !status.success() {
         return Err(invalid(anyhow!("cargo could not build the gates ({status})")));
@@ -110,9 +126,18 @@ pub fn build(names: &[String], dir: &Path, out: &Path) -> Result<Vec<Built>, Cli
         .map(|(name, _, target)| {
             let built = artifacts.join(format!("{}.wasm", target.name.replace('-', "_")));
             let path = out.join(format!("{name}.wasm"));
-            let bytes = std::fs::read(&built).with_context(|| format!("cannot read `{}`", built.display())).map_err(internal)?;
-            std::fs::write(&path, &bytes).with_context(|| format!("cannot write `{}`", path.display())).map_err(internal)?;
-            Ok(Built { name: name.clone(), path, digest: crate::engine::sha256_hex(&bytes), size: bytes.len() })
+            let bytes = std::fs::read(&built)
+                .with_context(|| format!("cannot read `{}`", built.display()))
+                .map_err(internal)?;
+            std::fs::write(&path, &bytes)
+                .with_context(|| format!("cannot write `{}`", path.display()))
+                .map_err(internal)?;
+            Ok(Built {
+                name: name.clone(),
+                path,
+                digest: crate::engine::sha256_hex(&bytes),
+                size: bytes.len(),
+            })
         })
         .collect()
 }
@@ -174,7 +199,10 @@ mod tests {
     #[test]
     fn rustflags_remap_the_checkout() {
         let flags = rustflags(Path::new("/somewhere/my checkout"));
-        assert!(flags.contains(&"--remap-path-prefix=/somewhere/my checkout=/postgate".to_owned()), "{flags:?}");
+        assert!(
+            flags.contains(&"--remap-path-prefix=/somewhere/my checkout=/postgate".to_owned()),
+            "{flags:?}"
+        );
         assert!(flags.iter().any(|f| f.ends_with("stack-size=65536")), "{flags:?}");
     }
 }

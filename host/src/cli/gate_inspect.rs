@@ -46,5 +46,9 @@ pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
     for name in &inspection.imports {
         println!("  {name}  ({})", import_treatment(name));
     }
-    Ok(if inspection.gate_contract.is_ok() { Exit::Success } else { Exit::Invalid })
+    Ok(if inspection.gate_contract.is_ok() {
+        Exit::Success
+    } else {
+        Exit::Invalid
+    })
 }

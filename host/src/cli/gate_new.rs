@@ -94,7 +94,10 @@ const CASES_JSON: &str = r#"{
 pub fn run(args: Args) -> Result<Exit, CliError> {
     let name = &args.name;
     if !crate::policy::is_gate_name(name) {
-        return Err(invalid(anyhow!("`{name}` is not a gate name, expected {}", crate::policy::GATE_NAME_RULE)));
+        return Err(invalid(anyhow!(
+            "`{name}` is not a gate name, expected {}",
+            crate::policy::GATE_NAME_RULE
+        )));
     }
     let root = args.dir.join(name);
     if root.exists() {
@@ -107,9 +110,8 @@ pub fn run(args: Args) -> Result<Exit, CliError> {
             .replace("{Type}", &type_name(name))
             .replace("{sdk}", &args.sdk.display().to_string())
     };
-    let write = |path: &Path, text: String| {
-        std::fs::write(path, text).map_err(|err| internal(anyhow!("cannot write `{}`: {err}", path.display())))
-    };
+    let write =
+        |path: &Path, text: String| std::fs::write(path, text).map_err(|err| internal(anyhow!("cannot write `{}`: {err}", path.display())));
     std::fs::create_dir_all(root.join("src")).map_err(|err| internal(anyhow!("cannot create `{}`: {err}", root.display())))?;
     write(&root.join("Cargo.toml"), fill(CARGO_TOML))?;
     write(&root.join("src/lib.rs"), fill(LIB_RS))?;
@@ -125,7 +127,10 @@ fn type_name(name: &str) -> String {
         .split('-')
         .map(|part| {
             let mut chars = part.chars();
-            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
         })
         .collect();
     type_name.push_str("Gate");

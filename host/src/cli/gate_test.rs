@@ -103,7 +103,8 @@ fn run_case(
 ) -> Result<(), String> {
     let base_path = file.parent().unwrap_or(Path::new(".")).join(base);
     let base_text = std::fs::read_to_string(&base_path).map_err(|err| format!("cannot read base `{}`: {err}", base_path.display()))?;
-    let mut request: serde_json::Value = serde_json::from_str(&base_text).map_err(|err| format!("base `{}`: {err}", base_path.display()))?;
+    let mut request: serde_json::Value =
+        serde_json::from_str(&base_text).map_err(|err| format!("base `{}`: {err}", base_path.display()))?;
     json_patch::merge(&mut request, &case.patch);
     let request = GateRequest::from_json(&request.to_string()).map_err(|err| format!("the patched request is invalid: {err}"))?;
     let spec = GateSpec {
@@ -115,7 +116,12 @@ fn run_case(
         limits: Limits::default(),
         on_error: FailureMode::Deny,
     };
-    let policy = Policy { name: "gate-test".into(), revision: "test".into(), path: file.to_owned(), gates: vec![spec] };
+    let policy = Policy {
+        name: "gate-test".into(),
+        revision: "test".into(),
+        path: file.to_owned(),
+        gates: vec![spec],
+    };
     let chain = runtime.load(&policy);
     if let Some((_, fault)) = chain.faults().first() {
         return Err(format!("gate could not be loaded: {fault}"));
@@ -127,11 +133,7 @@ fn run_case(
     }
     Err(format!(
         "expected {} `{}`, got {} `{}`: {}",
-        case.expect.outcome,
-        case.expect.code,
-        got.outcome,
-        got.code,
-        got.message
+        case.expect.outcome, case.expect.code, got.outcome, got.code, got.message
     ))
 }
 

@@ -28,6 +28,11 @@ pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
     if let Some((gate, fault)) = faults.first() {
         return Err(invalid(anyhow!("{}: gate `{gate}` {fault}", args.file.display())));
     }
-    println!("policy `{}` {}: {} gates ready", chain.policy(), chain.revision(), chain.gates().len());
+    println!(
+        "policy `{}` {}: {} gates ready",
+        chain.policy(),
+        chain.revision(),
+        chain.gates().len()
+    );
     Ok(Exit::Success)
 }

@@ -33,9 +33,19 @@ struct Draft {
 
 /// Prints the preview as JSON; exits 1 when the draft breaks a rule of the platform.
 pub fn run(args: Args) -> Result<Exit, CliError> {
-    let text = std::fs::read_to_string(&args.input).map_err(|err| invalid(anyhow!("cannot read draft `{}`: {err}", args.input.display())))?;
+    let text =
+        std::fs::read_to_string(&args.input).map_err(|err| invalid(anyhow!("cannot read draft `{}`: {err}", args.input.display())))?;
     let draft: Draft = serde_json::from_str(&text).map_err(|err| invalid(anyhow!("{}: invalid draft: {err}", args.input.display())))?;
-    let preview = preview(&args.provider, Content { text: &draft.text, media: &draft.media }, Settings { max_characters: args.max_characters });
+    let preview = preview(
+        &args.provider,
+        Content {
+            text: &draft.text,
+            media: &draft.media,
+        },
+        Settings {
+            max_characters: args.max_characters,
+        },
+    );
     println!("{}", serde_json::to_string_pretty(&preview).map_err(internal)?);
     Ok(if preview.violations.is_empty() { Exit::Success } else { Exit::Deny })
 }

@@ -37,7 +37,9 @@ const SECRET_KEY_ENV: &str = "POSTGATE_SECRET_KEY";
 /// The operator token's hash: from the environment, or from a file in the
 /// data directory, minted at first start.
 fn operator_hash(data_dir: &Path) -> anyhow::Result<String> {
-    let token = configured(OPERATOR_TOKEN_ENV, &data_dir.join("operator-token"), || auth::mint(TokenKind::Operator).secret)?;
+    let token = configured(OPERATOR_TOKEN_ENV, &data_dir.join("operator-token"), || {
+        auth::mint(TokenKind::Operator).secret
+    })?;
     if auth::kind_of(&token) != Some(TokenKind::Operator) {
         anyhow::bail!("the operator token is not one (`pgo_…` as postgate mints them)");
     }
@@ -117,13 +119,41 @@ pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
         .block_on(async {
             // The backend is chosen here, once; the server is built for it.
             if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                let store = store::postgres::connect(&url).await.map_err(|err| invalid(anyhow!("cannot open the PostgreSQL database: {err}")))?;
+                let store = store::postgres::connect(&url)
+                    .await
+                    .map_err(|err| invalid(anyhow!("cannot open the PostgreSQL database: {err}")))?;
                 tracing::info!(backend = "postgresql", "database ready");
-                serve(args.listen, App { store, operator_hash, policy: active, secrets, rate_limits: Default::default(), metrics: Default::default() }).await.map_err(internal)
+                serve(
+                    args.listen,
+                    App {
+                        store,
+                        operator_hash,
+                        policy: active,
+                        secrets,
+                        rate_limits: Default::default(),
+                        metrics: Default::default(),
+                    },
+                )
+                .await
+                .map_err(internal)
             } else if url.starts_with("sqlite:") {
-                let store = store::sqlite::connect(&url).await.map_err(|err| invalid(anyhow!("cannot open the SQLite database: {err}")))?;
+                let store = store::sqlite::connect(&url)
+                    .await
+                    .map_err(|err| invalid(anyhow!("cannot open the SQLite database: {err}")))?;
                 tracing::info!(backend = "sqlite", "database ready");
-                serve(args.listen, App { store, operator_hash, policy: active, secrets, rate_limits: Default::default(), metrics: Default::default() }).await.map_err(internal)
+                serve(
+                    args.listen,
+                    App {
+                        store,
+                        operator_hash,
+                        policy: active,
+                        secrets,
+                        rate_limits: Default::default(),
+                        metrics: Default::default(),
+                    },
+                )
+                .await
+                .map_err(internal)
             } else {
                 Err(invalid(anyhow!("--database-url must start with `postgres://` or `sqlite:`")))
             }
@@ -134,7 +164,9 @@ pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
 async fn serve<S: Store>(listen: SocketAddr, app: App<S>) -> anyhow::Result<()> {
     let app = Arc::new(app);
     let active = Arc::clone(&app.policy);
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let address = listener.local_addr()?;
     tracing::info!(%address, "listening");
     // Tests and scripts read the bound address (port 0 picks one) from stdout.

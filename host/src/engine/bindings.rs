@@ -6,8 +6,8 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::postgate::gate::types::{
-    Account, ApiKey, Approval, ApprovalStatus, ConfigEntry, ConfigValue, Destination, Draft,
-    Flags, MediaKind, MediaRef, Outcome, ProviderReview, PublishingMode, Request,
+    Account, ApiKey, Approval, ApprovalStatus, ConfigEntry, ConfigValue, Destination, Draft, Flags, MediaKind, MediaRef, Outcome,
+    ProviderReview, PublishingMode, Request,
 };
 
 use crate::model;
@@ -17,7 +17,10 @@ impl From<&model::GateRequest> for Request {
     fn from(request: &model::GateRequest) -> Self {
         Self {
             workspace_id: request.workspace_id.clone(),
-            key: request.key.as_ref().map(|key| ApiKey { id: key.id.clone(), scopes: key.scopes.clone() }),
+            key: request.key.as_ref().map(|key| ApiKey {
+                id: key.id.clone(),
+                scopes: key.scopes.clone(),
+            }),
             draft: Draft {
                 id: request.draft.id.clone(),
                 text: request.draft.text.clone(),
@@ -46,7 +49,9 @@ impl From<&model::GateRequest> for Request {
                 },
                 content_digest: request.approval.content_digest.clone(),
             },
-            account: Account { balance_cents: request.account.balance_cents },
+            account: Account {
+                balance_cents: request.account.balance_cents,
+            },
             flags: Flags {
                 publishing_mode: match request.flags.publishing_mode {
                     model::PublishingMode::Preview => PublishingMode::Preview,

@@ -57,7 +57,10 @@ impl Cache {
         let mut hasher = Sha256Hasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_key = hex::encode(&hasher.0.finalize()[..8]);
-        Ok(Self { dir: dir.to_owned(), engine_key })
+        Ok(Self {
+            dir: dir.to_owned(),
+            engine_key,
+        })
     }
 
     fn entry(&self, digest: &str) -> PathBuf {

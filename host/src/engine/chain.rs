@@ -111,7 +111,12 @@ impl Chain {
                 Err(err) => Slot::Broken(spec.clone(), err),
             })
             .collect();
-        Self { engine, policy: policy.name.clone(), revision: policy.revision.clone(), slots }
+        Self {
+            engine,
+            policy: policy.name.clone(),
+            revision: policy.revision.clone(),
+            slots,
+        }
     }
 
     /// The policy's name.
@@ -138,7 +143,10 @@ impl Chain {
 
     /// How many gates were deserialized from the precompiled cache.
     pub fn cached_gates(&self) -> usize {
-        self.slots.iter().filter(|s| matches!(s, Slot::Ready(g) if g.origin == super::cache::Origin::Cached)).count()
+        self.slots
+            .iter()
+            .filter(|s| matches!(s, Slot::Ready(g) if g.origin == super::cache::Origin::Cached))
+            .count()
     }
 
     /// Runs every gate on `request` and combines their verdicts.
@@ -155,7 +163,13 @@ impl Chain {
             .collect();
         let outcome = combine(gates.iter().map(|g| g.outcome));
         let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        Decision { outcome, policy: self.policy.clone(), revision: self.revision.clone(), gates, duration_us }
+        Decision {
+            outcome,
+            policy: self.policy.clone(),
+            revision: self.revision.clone(),
+            gates,
+            duration_us,
+        }
     }
 
     /// The chain as reviewers see it.

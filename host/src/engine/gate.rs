@@ -9,11 +9,11 @@ use serde::Serialize;
 use wasmtime::component::{Component, ComponentExportIndex, ComponentType, Lift, Linker, WasmList, WasmStr};
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 
+use super::GATE_ERROR;
 use super::bindings::{self, ConfigEntry, Request, SafetyGatePre};
 use super::cache::Origin;
 use super::chain::GateResult;
 use super::runtime::{EPOCH_TICK, Runtime};
-use super::GATE_ERROR;
 use crate::model::Outcome;
 use crate::policy::{FailureMode, GateSpec, Limits};
 
@@ -136,7 +136,11 @@ struct DeadlineClock {
 
 impl DeadlineClock {
     fn new(deadline_ms: u32) -> Self {
-        Self { deadline: Duration::from_millis(deadline_ms.into()), wall_started: Instant::now(), first_tick: None }
+        Self {
+            deadline: Duration::from_millis(deadline_ms.into()),
+            wall_started: Instant::now(),
+            first_tick: None,
+        }
     }
 
     fn on_tick(&mut self) -> UpdateDeadline {
@@ -156,7 +160,11 @@ impl DeadlineClock {
         };
         // Stop now if the next tick would land past the deadline, so that a
         // gate is stopped at its deadline give or take the tick's lateness.
-        if used + EPOCH_TICK > self.deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Continue(1) }
+        if used + EPOCH_TICK > self.deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Continue(1)
+        }
     }
 }
 
@@ -237,11 +245,16 @@ impl LoadedGate {
         match &spec.sha256 {
             None => return Err(GateLoadError::Unpinned { found: digest }),
             Some(pinned) if *pinned != digest => {
-                return Err(GateLoadError::DigestMismatch { pinned: pinned.clone(), found: digest });
+                return Err(GateLoadError::DigestMismatch {
+                    pinned: pinned.clone(),
+                    found: digest,
+                });
             }
             Some(_) => {}
         }
-        let (component, origin) = runtime.compile(&digest, &bytes).map_err(|err| GateLoadError::Invalid(one_line(&err)))?;
+        let (component, origin) = runtime
+            .compile(&digest, &bytes)
+            .map_err(|err| GateLoadError::Invalid(one_line(&err)))?;
         let pre = link(runtime.engine(), &component)?;
         let evaluate = component
             .get_export_index(None, GATE_INTERFACE)
@@ -249,7 +262,16 @@ impl LoadedGate {
             .ok_or_else(|| GateLoadError::NotAGate("no `evaluate` export".into()))?;
         let config = bindings::config_entries(&spec.config);
         let description = describe(runtime.engine(), &pre, &spec.limits, Some(&config))?;
-        Ok(Self { spec: spec.clone(), digest, size: bytes.len(), description, origin, config, pre, evaluate })
+        Ok(Self {
+            spec: spec.clone(),
+            digest,
+            size: bytes.len(),
+            description,
+            origin,
+            config,
+            pre,
+            evaluate,
+        })
     }
 
     /// Runs the gate on one request in a fresh instance, within its limits.
@@ -287,7 +309,10 @@ impl LoadedGate {
                 result.failed_open = failure.may_fail_open && self.spec.on_error == FailureMode::Allow;
                 if result.failed_open {
                     result.outcome = Outcome::Allow;
-                    result.message = format!("gate `{}` failed and is configured to fail open: {}", self.spec.name, failure.message);
+                    result.message = format!(
+                        "gate `{}` failed and is configured to fail open: {}",
+                        self.spec.name, failure.message
+                    );
                 } else {
                     result.message = format!("gate `{}` failed, so it denies: {}", self.spec.name, failure.message);
                 }
@@ -309,7 +334,10 @@ impl LoadedGate {
         let raw = instance
             .get_typed_func::<(&[ConfigEntry], &Request), (RawVerdict,)>(&mut *store, &self.evaluate)
             .and_then(|evaluate| evaluate.call(&mut *store, (&self.config, request)))
-            .map_err(|err| Failure { message: failure(store, limits, &err), may_fail_open: true })?
+            .map_err(|err| Failure {
+                message: failure(store, limits, &err),
+                may_fail_open: true,
+            })?
             .0;
         let denied = raw.outcome == bindings::Outcome::Deny;
         read_verdict(store, raw).map_err(|problem| Failure {
@@ -365,8 +393,12 @@ fn link(engine: &wasmtime::Engine, component: &Component) -> Result<SafetyGatePr
         return Err(GateLoadError::NotAGate(format!("it exports {}", list_or_nothing(&exports))));
     }
     let mut linker = Linker::new(engine);
-    linker.define_unknown_imports_as_traps(component).map_err(|err| GateLoadError::Invalid(one_line(&err)))?;
-    let pre = linker.instantiate_pre(component).map_err(|err| GateLoadError::NotAGate(one_line(&err)))?;
+    linker
+        .define_unknown_imports_as_traps(component)
+        .map_err(|err| GateLoadError::Invalid(one_line(&err)))?;
+    let pre = linker
+        .instantiate_pre(component)
+        .map_err(|err| GateLoadError::NotAGate(one_line(&err)))?;
     SafetyGatePre::new(pre).map_err(|err| GateLoadError::NotAGate(one_line(&err)))
 }
 
@@ -389,7 +421,11 @@ pub fn import_treatment(name: &str) -> &'static str {
 }
 
 fn list_or_nothing(names: &[&str]) -> String {
-    if names.is_empty() { "nothing".into() } else { names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ") }
+    if names.is_empty() {
+        "nothing".into()
+    } else {
+        names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    }
 }
 
 /// Instantiates a gate once to read its description and, given a config,
@@ -413,21 +449,31 @@ fn describe(
     let (description, verdict) = loaded.map_err(|err| GateLoadError::Failed(failure(&store, limits, &err)))?;
     verdict.map_err(|problem| GateLoadError::InvalidConfig(printable(&problem, MAX_MESSAGE_BYTES)))?;
     let fields = [(&description.name, 64), (&description.version, 64), (&description.summary, 256)];
-    if let Some((field, max)) = fields.iter().find(|(text, max)| text.len() > *max || text.chars().any(char::is_control)) {
+    if let Some((field, max)) = fields
+        .iter()
+        .find(|(text, max)| text.len() > *max || text.chars().any(char::is_control))
+    {
         return Err(GateLoadError::Failed(format!(
             "malformed description: `{}` is over {max} bytes or holds control characters",
             printable(field, 64)
         )));
     }
-    Ok(Description { name: description.name, version: description.version, summary: description.summary })
+    Ok(Description {
+        name: description.name,
+        version: description.version,
+        summary: description.summary,
+    })
 }
 
 /// Text from a gate, shortened and stripped of control characters for display.
 fn printable(text: &str, max: usize) -> String {
-    text.chars().filter(|c| !c.is_control()).scan(0, |len, c| {
-        *len += c.len_utf8();
-        (*len <= max).then_some(c)
-    }).collect()
+    text.chars()
+        .filter(|c| !c.is_control())
+        .scan(0, |len, c| {
+            *len += c.len_utf8();
+            (*len <= max).then_some(c)
+        })
+        .collect()
 }
 
 /// One line saying why a gate run failed, without wasm backtraces.
@@ -442,7 +488,10 @@ fn failure(store: &Store<GateState>, limits: &Limits, err: &wasmtime::Error) -> 
         None => {
             let cause = err.root_cause().to_string();
             // Imports linked by `define_unknown_imports_as_traps` fail this way.
-            match cause.strip_prefix("unknown import: ").and_then(|rest| rest.strip_suffix(" has not been defined")) {
+            match cause
+                .strip_prefix("unknown import: ")
+                .and_then(|rest| rest.strip_suffix(" has not been defined"))
+            {
                 Some(import) => format!("trapped: called {import}, which postgate links as a trap (a gate is granted no capability)"),
                 None => cause,
             }
@@ -480,12 +529,20 @@ fn read_verdict(store: &mut Store<GateState>, raw: RawVerdict) -> Result<Verdict
     for entry in entries {
         let key = text(&entry.key, "evidence key", MAX_CODE_BYTES)?;
         if !is_code(&key) || evidence.iter().any(|(k, _)| *k == key) {
-            return Err(format!("evidence key `{}` is not snake_case or appears twice", printable(&key, MAX_CODE_BYTES)));
+            return Err(format!(
+                "evidence key `{}` is not snake_case or appears twice",
+                printable(&key, MAX_CODE_BYTES)
+            ));
         }
         let value = text(&entry.value, "evidence value", MAX_EVIDENCE_VALUE_BYTES)?;
         evidence.push((key, value));
     }
-    Ok(Verdict { outcome: raw.outcome.into(), code, message, evidence })
+    Ok(Verdict {
+        outcome: raw.outcome.into(),
+        code,
+        message,
+        evidence,
+    })
 }
 
 fn is_code(text: &str) -> bool {
@@ -498,7 +555,9 @@ impl Inspection {
     pub(crate) fn of(runtime: &Runtime, bytes: &[u8]) -> Result<Self, GateLoadError> {
         let engine = runtime.engine();
         let digest = super::sha256_hex(bytes);
-        let (component, _) = runtime.compile(&digest, bytes).map_err(|err| GateLoadError::Invalid(one_line(&err)))?;
+        let (component, _) = runtime
+            .compile(&digest, bytes)
+            .map_err(|err| GateLoadError::Invalid(one_line(&err)))?;
         let ty = component.component_type();
         let exports = ty.exports(engine).map(|(name, _)| name.to_owned()).collect();
         let imports = ty.imports(engine).map(|(name, _)| name.to_owned()).collect();
@@ -507,6 +566,13 @@ impl Inspection {
             Ok(description) => (Ok(()), Some(description)),
             Err(err) => (Err(err.to_string()), None),
         };
-        Ok(Self { digest, size: bytes.len(), gate_contract, exports, imports, description })
+        Ok(Self {
+            digest,
+            size: bytes.len(),
+            gate_contract,
+            exports,
+            imports,
+            description,
+        })
     }
 }

@@ -48,7 +48,9 @@ impl Runtime {
     /// An engine with pooled, resident instance memory, fuel metering and
     /// epoch deadlines, and an epoch ticker thread that ends with the engine.
     pub fn new(options: &RuntimeOptions) -> anyhow::Result<Self> {
-        let engine = wasmtime::Engine::new(&config()).map_err(anyhow::Error::from).context("cannot configure wasmtime")?;
+        let engine = wasmtime::Engine::new(&config())
+            .map_err(anyhow::Error::from)
+            .context("cannot configure wasmtime")?;
         let cache = match &options.cache_dir {
             Some(dir) => Some(Cache::open(dir, &engine).with_context(|| format!("cannot open cache `{}`", dir.display()))?),
             None => None,

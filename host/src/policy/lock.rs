@@ -13,8 +13,7 @@ pub fn lock(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
     let path = &path.canonicalize().with_context(|| format!("{}: cannot read", path.display()))?;
     let policy = Policy::load(path)?;
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let mut document: toml_edit::DocumentMut =
-        text.parse().with_context(|| format!("{}: cannot edit", path.display()))?;
+    let mut document: toml_edit::DocumentMut = text.parse().with_context(|| format!("{}: cannot edit", path.display()))?;
     let Some(tables) = document.get_mut("gate").and_then(|g| g.as_array_of_tables_mut()) else {
         bail!("{}: `gate` must be written as `[[gate]]` tables to be locked", path.display());
     };

@@ -19,13 +19,17 @@ pub fn handle_mentions(text: &str) -> Vec<Range<usize>> {
 
 /// `@user@domain` mentions (fediverse): each byte range, and the length of its `@user` part.
 pub fn fediverse_mentions(text: &str) -> Vec<(Range<usize>, usize)> {
-    tokens(text, '@', |token| token.split_once('@').is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.')))
-        .into_iter()
-        .map(|range| {
-            let user_len = text[range.start + 1..range.end].find('@').unwrap_or(0) + 1;
-            (range, user_len)
-        })
-        .collect()
+    tokens(text, '@', |token| {
+        token
+            .split_once('@')
+            .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.'))
+    })
+    .into_iter()
+    .map(|range| {
+        let user_len = text[range.start + 1..range.end].find('@').unwrap_or(0) + 1;
+        (range, user_len)
+    })
+    .collect()
 }
 
 /// The byte ranges of `#tags`.
@@ -59,9 +63,9 @@ fn tokens(text: &str, sigil: char, keep: impl Fn(&str) -> bool) -> Vec<Range<usi
 
 /// Whether a grapheme cluster is an emoji (pictographic, flag, keycap or emoji sequence).
 pub fn is_emoji(grapheme: &str) -> bool {
-    grapheme.chars().any(|c| {
-        matches!(c as u32, 0x1F000..=0x1FAFF | 0x2600..=0x27BF | 0x2300..=0x23FF | 0x2B00..=0x2BFF | 0xFE0F | 0x20E3)
-    })
+    grapheme
+        .chars()
+        .any(|c| matches!(c as u32, 0x1F000..=0x1FAFF | 0x2600..=0x27BF | 0x2300..=0x23FF | 0x2B00..=0x2BFF | 0xFE0F | 0x20E3))
 }
 
 /// Extended grapheme clusters: what a person sees as one character.
@@ -79,7 +83,11 @@ pub fn x_weighted(text: &str) -> usize {
     let mut at = 0;
     for range in urls.iter().cloned().chain(std::iter::once(text.len()..text.len())) {
         for grapheme in text[at..range.start].graphemes(true) {
-            weight += if is_emoji(grapheme) { 2 } else { grapheme.chars().map(x_code_point_weight).sum() };
+            weight += if is_emoji(grapheme) {
+                2
+            } else {
+                grapheme.chars().map(x_code_point_weight).sum()
+            };
         }
         if !range.is_empty() {
             weight += 23;

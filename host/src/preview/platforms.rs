@@ -7,7 +7,18 @@ use super::{Content, Preview, Settings, Violation, check_length, check_media};
 use crate::model::{MediaKind, MediaRef};
 
 /// The providers a preview can render.
-pub const SUPPORTED: [&str; 10] = ["x", "bluesky", "mastodon", "threads", "linkedin", "facebook", "instagram", "telegram", "discord", "sandbox"];
+pub const SUPPORTED: [&str; 10] = [
+    "x",
+    "bluesky",
+    "mastodon",
+    "threads",
+    "linkedin",
+    "facebook",
+    "instagram",
+    "telegram",
+    "discord",
+    "sandbox",
+];
 
 /// Renders `content` for `provider`; an unknown provider gets `provider_unsupported`.
 pub fn render(provider: &str, content: Content<'_>, settings: Settings) -> Preview {
@@ -26,12 +37,22 @@ pub fn render(provider: &str, content: Content<'_>, settings: Settings) -> Previ
         other => {
             violations.push(Violation::new(
                 "provider_unsupported",
-                format!("`{other}` has no publishing API postgate supports; supported: {}", SUPPORTED.join(", ")),
+                format!(
+                    "`{other}` has no publishing API postgate supports; supported: {}",
+                    SUPPORTED.join(", ")
+                ),
             ));
             (Value::Null, 0, 0, "none")
         }
     };
-    Preview { provider: provider.to_owned(), payload, count, limit, counting_rule, violations }
+    Preview {
+        provider: provider.to_owned(),
+        payload,
+        count,
+        limit,
+        counting_rule,
+        violations,
+    }
 }
 
 type Rendered = (Value, usize, usize, &'static str);
@@ -48,7 +69,12 @@ fn x(content: Content<'_>, violations: &mut Vec<Violation>) -> Rendered {
     if !content.media.is_empty() {
         payload["media"] = json!({ "media_ids": locations(content.media) });
     }
-    (payload, count, 280, "weighted: NFC; URLs weigh 23; emoji and code points outside Latin and punctuation ranges weigh 2, others 1")
+    (
+        payload,
+        count,
+        280,
+        "weighted: NFC; URLs weigh 23; emoji and code points outside Latin and punctuation ranges weigh 2, others 1",
+    )
 }
 
 fn bluesky(content: Content<'_>, violations: &mut Vec<Violation>) -> Rendered {
@@ -56,10 +82,17 @@ fn bluesky(content: Content<'_>, violations: &mut Vec<Violation>) -> Rendered {
     let count = count::graphemes(text);
     check_length(count, 300, "graphemes", violations);
     if text.len() > 3000 {
-        violations.push(Violation::new("text_too_many_bytes", format!("the text is {} UTF-8 bytes, the limit is 3000", text.len())));
+        violations.push(Violation::new(
+            "text_too_many_bytes",
+            format!("the text is {} UTF-8 bytes, the limit is 3000", text.len()),
+        ));
     }
     check_media(content.media, 4, &[MediaKind::Video, MediaKind::Gif], violations);
-    if content.media.iter().any(|m| m.alt_text.as_deref().is_none_or(|alt| alt.trim().is_empty())) {
+    if content
+        .media
+        .iter()
+        .any(|m| m.alt_text.as_deref().is_none_or(|alt| alt.trim().is_empty()))
+    {
         violations.push(Violation::new("alt_text_required", "every image needs alt text on Bluesky"));
     }
     let facet = |range: &std::ops::Range<usize>, feature: Value| json!({ "index": { "byteStart": range.start, "byteEnd": range.end }, "features": [feature] });
@@ -67,18 +100,41 @@ fn bluesky(content: Content<'_>, violations: &mut Vec<Violation>) -> Rendered {
         .iter()
         .map(|r| {
             let uri = &text[r.clone()];
-            let uri = if uri.contains("://") { uri.to_owned() } else { format!("https://{uri}") };
+            let uri = if uri.contains("://") {
+                uri.to_owned()
+            } else {
+                format!("https://{uri}")
+            };
             facet(r, json!({ "$type": "app.bsky.richtext.facet#link", "uri": uri }))
         })
         .collect();
-    facets.extend(count::handle_mentions(text).iter().map(|r| facet(r, json!({ "$type": "app.bsky.richtext.facet#mention", "handle": &text[r.start + 1..r.end] }))));
-    facets.extend(count::tags(text).iter().map(|r| facet(r, json!({ "$type": "app.bsky.richtext.facet#tag", "tag": &text[r.start + 1..r.end] }))));
+    facets.extend(count::handle_mentions(text).iter().map(|r| {
+        facet(
+            r,
+            json!({ "$type": "app.bsky.richtext.facet#mention", "handle": &text[r.start + 1..r.end] }),
+        )
+    }));
+    facets.extend(count::tags(text).iter().map(|r| {
+        facet(
+            r,
+            json!({ "$type": "app.bsky.richtext.facet#tag", "tag": &text[r.start + 1..r.end] }),
+        )
+    }));
     let mut payload = json!({ "$type": "app.bsky.feed.post", "text": text, "facets": facets });
     if !content.media.is_empty() {
-        let images: Vec<Value> = content.media.iter().map(|m| json!({ "image": m.location, "alt": m.alt_text.clone().unwrap_or_default() })).collect();
+        let images: Vec<Value> = content
+            .media
+            .iter()
+            .map(|m| json!({ "image": m.location, "alt": m.alt_text.clone().unwrap_or_default() }))
+            .collect();
         payload["embed"] = json!({ "$type": "app.bsky.embed.images", "images": images });
     }
-    (payload, count, 300, "graphemes (at most 300) and UTF-8 bytes (at most 3000); links count in full")
+    (
+        payload,
+        count,
+        300,
+        "graphemes (at most 300) and UTF-8 bytes (at most 3000); links count in full",
+    )
 }
 
 fn mastodon(content: Content<'_>, settings: Settings, violations: &mut Vec<Violation>) -> Rendered {
@@ -87,7 +143,11 @@ fn mastodon(content: Content<'_>, settings: Settings, violations: &mut Vec<Viola
     // `@user@domain` counts as `@user`; each URL outside a mention counts 23.
     let mut weighted = count::fediverse_mentions(text);
     let overlaps_mention = |link: &std::ops::Range<usize>| weighted.iter().any(|(m, _)| link.start < m.end && m.start < link.end);
-    let links: Vec<_> = count::links(text).into_iter().filter(|link| !overlaps_mention(link)).map(|link| (link, 23)).collect();
+    let links: Vec<_> = count::links(text)
+        .into_iter()
+        .filter(|link| !overlaps_mention(link))
+        .map(|link| (link, 23))
+        .collect();
     weighted.extend(links);
     weighted.sort_by_key(|(r, _)| r.start);
     let mut count = 0;
@@ -100,7 +160,12 @@ fn mastodon(content: Content<'_>, settings: Settings, violations: &mut Vec<Viola
     check_length(count, limit, "characters", violations);
     check_media(content.media, 4, &[MediaKind::Video], violations);
     let payload = json!({ "status": text, "media_ids": locations(content.media), "visibility": "public" });
-    (payload, count, limit, "graphemes; each URL counts 23; @user@domain counts as @user; the limit is the instance's")
+    (
+        payload,
+        count,
+        limit,
+        "graphemes; each URL counts 23; @user@domain counts as @user; the limit is the instance's",
+    )
 }
 
 fn threads(content: Content<'_>, violations: &mut Vec<Violation>) -> Rendered {
@@ -125,7 +190,10 @@ fn threads(content: Content<'_>, violations: &mut Vec<Violation>) -> Rendered {
 fn linkedin_escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
-        if matches!(c, '\\' | '|' | '{' | '}' | '@' | '[' | ']' | '(' | ')' | '<' | '>' | '#' | '*' | '_' | '~') {
+        if matches!(
+            c,
+            '\\' | '|' | '{' | '}' | '@' | '[' | ']' | '(' | ')' | '<' | '>' | '#' | '*' | '_' | '~'
+        ) {
             escaped.push('\\');
         }
         escaped.push(c);
@@ -143,7 +211,12 @@ fn linkedin(content: Content<'_>, violations: &mut Vec<Violation>) -> Rendered {
         "content": { "media": locations(content.media) },
         "lifecycleState": "PUBLISHED",
     });
-    (payload, count, 3000, "characters of commentary; reserved characters are backslash-escaped in the payload")
+    (
+        payload,
+        count,
+        3000,
+        "characters of commentary; reserved characters are backslash-escaped in the payload",
+    )
 }
 
 fn facebook(content: Content<'_>, violations: &mut Vec<Violation>) -> Rendered {
@@ -174,12 +247,23 @@ fn telegram(content: Content<'_>, violations: &mut Vec<Violation>) -> Rendered {
             }
             (4096, json!({ "method": "sendMessage", "text": content.text }))
         }
-        [one] => (1024, json!({ "method": if one.kind == MediaKind::Video { "sendVideo" } else { "sendPhoto" }, "caption": content.text, "media": one.location })),
-        many => (1024, json!({ "method": "sendMediaGroup", "caption": content.text, "media": locations(many) })),
+        [one] => (
+            1024,
+            json!({ "method": if one.kind == MediaKind::Video { "sendVideo" } else { "sendPhoto" }, "caption": content.text, "media": one.location }),
+        ),
+        many => (
+            1024,
+            json!({ "method": "sendMediaGroup", "caption": content.text, "media": locations(many) }),
+        ),
     };
     check_length(count, limit, "UTF-16 units", violations);
     check_media(content.media, 10, &[], violations);
-    (payload, count, limit, "UTF-16 code units: 1-4096 for a message, 0-1024 for a caption")
+    (
+        payload,
+        count,
+        limit,
+        "UTF-16 code units: 1-4096 for a message, 0-1024 for a caption",
+    )
 }
 
 /// The built-in sandbox provider: generous limits, the content as it is.
@@ -187,14 +271,23 @@ fn sandbox(content: Content<'_>, violations: &mut Vec<Violation>) -> Rendered {
     let count = count::graphemes(content.text);
     check_length(count, 10_000, "graphemes", violations);
     check_media(content.media, 20, &[], violations);
-    (json!({ "text": content.text, "media": locations(content.media) }), count, 10_000, "graphemes")
+    (
+        json!({ "text": content.text, "media": locations(content.media) }),
+        count,
+        10_000,
+        "graphemes",
+    )
 }
 
 fn discord(content: Content<'_>, violations: &mut Vec<Violation>) -> Rendered {
     let count = content.text.chars().count();
     check_length(count, 2000, "characters", violations);
     check_media(content.media, 10, &[], violations);
-    let embeds: Vec<Value> = content.media.iter().map(|m| json!({ "image": { "url": m.location }, "description": m.alt_text })).collect();
+    let embeds: Vec<Value> = content
+        .media
+        .iter()
+        .map(|m| json!({ "image": { "url": m.location }, "description": m.alt_text }))
+        .collect();
     // An empty `parse` list: the payload can never ping @everyone or anyone else.
     let payload = json!({ "content": content.text, "embeds": embeds, "allowed_mentions": { "parse": [] } });
     (payload, count, 2000, "characters of content")

@@ -12,7 +12,11 @@ fn codes(preview: &Preview) -> Vec<&'static str> {
 }
 
 fn media(kind: MediaKind, alt: Option<&str>) -> MediaRef {
-    MediaRef { kind, location: "https://cdn.example/m".into(), alt_text: alt.map(str::to_owned) }
+    MediaRef {
+        kind,
+        location: "https://cdn.example/m".into(),
+        alt_text: alt.map(str::to_owned),
+    }
 }
 
 const FAMILY: &str = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}";
@@ -24,7 +28,11 @@ fn x_weighs_cjk_emoji_and_urls() {
     assert_eq!(text("x", "😀").count, 2);
     assert_eq!(text("x", FAMILY).count, 2, "an emoji sequence weighs 2");
     assert_eq!(text("x", "e\u{301}").count, 1, "NFC first: e + combining acute is é");
-    assert_eq!(text("x", "see https://example.com/a/very/long/path/indeed").count, 4 + 23, "a URL weighs 23");
+    assert_eq!(
+        text("x", "see https://example.com/a/very/long/path/indeed").count,
+        4 + 23,
+        "a URL weighs 23"
+    );
     assert_eq!(text("x", "example.com").count, 23, "a bare domain is a URL too");
     assert!(codes(&text("x", &"中".repeat(140))).is_empty(), "280 weighted fits");
     assert_eq!(codes(&text("x", &"中".repeat(141))), ["text_too_long"]);
@@ -44,7 +52,12 @@ fn bluesky_counts_graphemes_and_bytes() {
 fn bluesky_facets_carry_utf8_byte_ranges() {
     let preview = text("bluesky", "Ünïcode https://example.com #rust @alice.bsky.social");
     let facets = preview.payload["facets"].as_array().unwrap();
-    let range = |i: usize| (facets[i]["index"]["byteStart"].as_u64().unwrap(), facets[i]["index"]["byteEnd"].as_u64().unwrap());
+    let range = |i: usize| {
+        (
+            facets[i]["index"]["byteStart"].as_u64().unwrap(),
+            facets[i]["index"]["byteEnd"].as_u64().unwrap(),
+        )
+    };
     // "Ünïcode " is 10 bytes: Ü and ï take two each.
     assert_eq!(range(0), (10, 29));
     assert_eq!(facets[0]["features"][0]["uri"], "https://example.com");
@@ -57,17 +70,33 @@ fn bluesky_facets_carry_utf8_byte_ranges() {
 #[test]
 fn bluesky_needs_alt_text() {
     let images = [media(MediaKind::Image, Some("a chart")), media(MediaKind::Image, None)];
-    let preview = preview("bluesky", Content { text: "hi", media: &images }, Settings::default());
+    let preview = preview(
+        "bluesky",
+        Content {
+            text: "hi",
+            media: &images,
+        },
+        Settings::default(),
+    );
     assert_eq!(codes(&preview), ["alt_text_required"]);
 }
 
 #[test]
 fn mastodon_counts_urls_as_23_and_mentions_by_user() {
-    assert_eq!(text("mastodon", "x https://example.com/a/very/long/path/that/goes/on").count, 2 + 23);
+    assert_eq!(
+        text("mastodon", "x https://example.com/a/very/long/path/that/goes/on").count,
+        2 + 23
+    );
     assert_eq!(text("mastodon", "@bob@mastodon.social hi").count, 4 + 3);
     let long = "a".repeat(600);
     assert_eq!(codes(&text("mastodon", &long)), ["text_too_long"]);
-    let roomy = preview("mastodon", Content { text: &long, media: &[] }, Settings { max_characters: Some(1000) });
+    let roomy = preview(
+        "mastodon",
+        Content { text: &long, media: &[] },
+        Settings {
+            max_characters: Some(1000),
+        },
+    );
     assert!(roomy.violations.is_empty() && roomy.limit == 1000, "the instance's limit applies");
 }
 
@@ -89,7 +118,14 @@ fn telegram_counts_utf16_and_caps_captions() {
     assert_eq!(text("telegram", "😀").count, 2);
     assert_eq!(codes(&text("telegram", "  ")), ["text_required"]);
     let photo = [media(MediaKind::Image, None)];
-    let captioned = preview("telegram", Content { text: &"a".repeat(1025), media: &photo }, Settings::default());
+    let captioned = preview(
+        "telegram",
+        Content {
+            text: &"a".repeat(1025),
+            media: &photo,
+        },
+        Settings::default(),
+    );
     assert_eq!((captioned.limit, codes(&captioned)), (1024, vec!["text_too_long"]));
     assert_eq!(captioned.payload["method"], "sendPhoto");
 }
@@ -104,10 +140,19 @@ fn discord_never_pings() {
 #[test]
 fn media_counts_and_mixes_are_checked() {
     let five = vec![media(MediaKind::Image, Some("x")); 5];
-    assert_eq!(codes(&preview("x", Content { text: "hi", media: &five }, Settings::default())), ["too_many_media"]);
+    assert_eq!(
+        codes(&preview("x", Content { text: "hi", media: &five }, Settings::default())),
+        ["too_many_media"]
+    );
     let mixed = [media(MediaKind::Video, None), media(MediaKind::Image, None)];
-    assert_eq!(codes(&preview("x", Content { text: "hi", media: &mixed }, Settings::default())), ["media_mix_not_allowed"]);
-    assert_eq!(codes(&preview("linkedin", Content { text: "hi", media: &mixed }, Settings::default())), ["media_mix_not_allowed"]);
+    assert_eq!(
+        codes(&preview("x", Content { text: "hi", media: &mixed }, Settings::default())),
+        ["media_mix_not_allowed"]
+    );
+    assert_eq!(
+        codes(&preview("linkedin", Content { text: "hi", media: &mixed }, Settings::default())),
+        ["media_mix_not_allowed"]
+    );
     assert_eq!(codes(&text("instagram", "text only")), ["media_required"]);
 }
 

@@ -15,7 +15,12 @@ impl Gate for OversizedVerdict {
     }
     fn evaluate(_config: Vec<ConfigEntry>, _request: Request) -> Verdict {
         // Built by hand: the SDK's helpers would clip the message.
-        Verdict { outcome: Outcome::Allow, code: "fine".into(), message: "a".repeat(1 << 20), evidence: Vec::new() }
+        Verdict {
+            outcome: Outcome::Allow,
+            code: "fine".into(),
+            message: "a".repeat(1 << 20),
+            evidence: Vec::new(),
+        }
     }
 }
 

@@ -15,7 +15,10 @@ impl Gate for WasiImport {
     }
     fn evaluate(_config: Vec<ConfigEntry>, _request: Request) -> Verdict {
         let secrets = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         Verdict::allow("leaked", format!("{} bytes at {now}", secrets.len()))
     }
 }

@@ -121,16 +121,7 @@ pub(super) async fn decide<S: Store>(
     request.key = key;
     // The whole decision runs on the chain active when it started, and is charged at its price.
     let chain = app.policy.current();
-    let price = chain
-        .gates()
-        .into_iter()
-        .find(|gate| gate.name == "credit")
-        .and_then(|gate| gate.config.into_iter().find(|(key, _)| key == "price_cents"))
-        .and_then(|(_, value)| match value {
-            crate::policy::ConfigValue::Integer(cents) => Some(cents),
-            _ => None,
-        })
-        .unwrap_or(DEFAULT_PRICE_CENTS);
+    let price = chain.config_integer("credit", "price_cents").unwrap_or(DEFAULT_PRICE_CENTS);
     let decision = chain.evaluate(&request);
     let canonical = serde_json::to_vec(&request).map_err(Problem::internal)?;
     let record = DecisionRecord {

@@ -172,6 +172,20 @@ impl Chain {
         }
     }
 
+    /// The integer `key` of gate `gate`'s configuration, if the chain has that gate and it sets that key.
+    pub fn config_integer(&self, gate: &str, key: &str) -> Option<i64> {
+        let spec = self.slots.iter().map(|slot| match slot {
+            Slot::Ready(loaded) => &loaded.spec,
+            Slot::Broken(spec, _) => spec,
+        });
+        spec.filter(|spec| spec.name == gate)
+            .flat_map(|spec| &spec.config)
+            .find_map(|(name, value)| match value {
+                ConfigValue::Integer(number) if name == key => Some(*number),
+                _ => None,
+            })
+    }
+
     /// The chain as reviewers see it.
     pub fn gates(&self) -> Vec<GateInfo> {
         self.slots

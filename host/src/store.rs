@@ -637,6 +637,12 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<AuditRecord>, StoreError>> + Send;
 }
 
+/// The columns of the structs read back from each table, in their field order.
+const DECISION_COLUMNS: &str = "seq, id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash";
+const LEDGER_COLUMNS: &str = "seq, id, kind, amount_cents, balance_after_cents, reference, created_at";
+const API_KEY_COLUMNS: &str = "id, label, display_prefix, scopes, rate_limit_per_minute, created_at, last_used_at, revoked_at";
+const PUBLICATION_COLUMNS: &str = "id, workspace_id, draft_id, destination_id, decision_id, state, charge_cents, created_at";
+
 /// The columns of an approval joined with its draft's current digest.
 const APPROVAL_COLUMNS: &str =
     "a.id, a.draft_id, a.content_digest, a.status, a.submitted_by, a.created_at, a.decided_at, d.content_digest AS draft_digest";
@@ -697,7 +703,7 @@ macro_rules! impl_store {
 
             async fn ledger_entry(&self, workspace_id: &str, reference: &str) -> Result<Option<LedgerEntry>, sqlx::Error> {
                 sqlx::query_as::<_, LedgerEntry>(
-                    "SELECT seq, id, kind, amount_cents, balance_after_cents, reference, created_at FROM ledger WHERE workspace_id = $1 AND reference = $2",
+                    sqlx::AssertSqlSafe(format!("SELECT {LEDGER_COLUMNS} FROM ledger WHERE workspace_id = $1 AND reference = $2")),
                 )
                 .bind(workspace_id)
                 .bind(reference)
@@ -767,7 +773,7 @@ macro_rules! impl_store {
                         .await?;
                 let Some((balance_after_cents,)) = balance else { return Err(StoreError::NotFound) };
                 let inserted = sqlx::query_as::<_, LedgerEntry>(
-                    "INSERT INTO ledger (id, workspace_id, kind, amount_cents, balance_after_cents, reference, created_at) VALUES ($1, $2, 'top_up', $3, $4, $5, $6) RETURNING seq, id, kind, amount_cents, balance_after_cents, reference, created_at",
+                    sqlx::AssertSqlSafe(format!("INSERT INTO ledger (id, workspace_id, kind, amount_cents, balance_after_cents, reference, created_at) VALUES ($1, $2, 'top_up', $3, $4, $5, $6) RETURNING {LEDGER_COLUMNS}")),
                 )
                 .bind(new_id("led"))
                 .bind(workspace_id)
@@ -794,7 +800,7 @@ macro_rules! impl_store {
 
             async fn ledger(&self, workspace_id: &str, after: i64, limit: i64) -> Result<Vec<LedgerEntry>, StoreError> {
                 Ok(sqlx::query_as::<_, LedgerEntry>(
-                    "SELECT seq, id, kind, amount_cents, balance_after_cents, reference, created_at FROM ledger WHERE workspace_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                    sqlx::AssertSqlSafe(format!("SELECT {LEDGER_COLUMNS} FROM ledger WHERE workspace_id = $1 AND seq > $2 ORDER BY seq LIMIT $3")),
                 )
                 .bind(workspace_id)
                 .bind(after)
@@ -858,7 +864,7 @@ macro_rules! impl_store {
 
             async fn api_keys(&self, workspace_id: &str, after: &str, limit: i64) -> Result<Vec<ApiKey>, StoreError> {
                 let rows = sqlx::query_as::<_, ApiKeyRow>(
-                    "SELECT id, label, display_prefix, scopes, rate_limit_per_minute, created_at, last_used_at, revoked_at FROM tokens WHERE workspace_id = $1 AND kind = 'api_key' AND id > $2 ORDER BY id LIMIT $3",
+                    sqlx::AssertSqlSafe(format!("SELECT {API_KEY_COLUMNS} FROM tokens WHERE workspace_id = $1 AND kind = 'api_key' AND id > $2 ORDER BY id LIMIT $3")),
                 )
                 .bind(workspace_id)
                 .bind(after)
@@ -883,7 +889,7 @@ macro_rules! impl_store {
                     audit(&mut tx, workspace_id, "customer", "api_key.revoke", key_id).await?;
                 }
                 let row = sqlx::query_as::<_, ApiKeyRow>(
-                    "SELECT id, label, display_prefix, scopes, rate_limit_per_minute, created_at, last_used_at, revoked_at FROM tokens WHERE id = $1 AND workspace_id = $2 AND kind = 'api_key'",
+                    sqlx::AssertSqlSafe(format!("SELECT {API_KEY_COLUMNS} FROM tokens WHERE id = $1 AND workspace_id = $2 AND kind = 'api_key'")),
                 )
                 .bind(key_id)
                 .bind(workspace_id)
@@ -1353,8 +1359,7 @@ macro_rules! impl_store {
                 let given: Vec<(&str, &String)> = conditions.iter().filter_map(|(sql, value)| value.as_ref().map(|v| (*sql, v))).collect();
                 let filters: String = given.iter().enumerate().map(|(i, (sql, _))| format!(" AND {sql} ${}", i + 3)).collect();
                 let mut query = sqlx::query_as::<_, DecisionRecord>(sqlx::AssertSqlSafe(format!(
-                    "SELECT seq, id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash \
-                     FROM decisions WHERE seq > $1{filters} ORDER BY seq LIMIT $2"
+                    "SELECT {DECISION_COLUMNS} FROM decisions WHERE seq > $1{filters} ORDER BY seq LIMIT $2"
                 )))
                 .bind(after)
                 .bind(limit);
@@ -1366,7 +1371,7 @@ macro_rules! impl_store {
 
             async fn publication(&self, workspace_id: &str, id: &str) -> Result<Publication, StoreError> {
                 sqlx::query_as::<_, Publication>(
-                    "SELECT id, workspace_id, draft_id, destination_id, decision_id, state, charge_cents, created_at FROM publications WHERE id = $1 AND workspace_id = $2",
+                    sqlx::AssertSqlSafe(format!("SELECT {PUBLICATION_COLUMNS} FROM publications WHERE id = $1 AND workspace_id = $2")),
                 )
                 .bind(id)
                 .bind(workspace_id)
@@ -1451,13 +1456,13 @@ macro_rules! impl_store {
                     return Ok(Some(Published::KeyReused));
                 }
                 let record = sqlx::query_as::<_, DecisionRecord>(
-                    "SELECT seq, id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash FROM decisions WHERE id = $1",
+                    sqlx::AssertSqlSafe(format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE id = $1")),
                 )
                 .bind(&decision_id)
                 .fetch_one(&mut **tx)
                 .await?;
                 let publication = sqlx::query_as::<_, Publication>(
-                    "SELECT id, workspace_id, draft_id, destination_id, decision_id, state, charge_cents, created_at FROM publications WHERE decision_id = $1",
+                    sqlx::AssertSqlSafe(format!("SELECT {PUBLICATION_COLUMNS} FROM publications WHERE decision_id = $1")),
                 )
                 .bind(&decision_id)
                 .fetch_optional(&mut **tx)

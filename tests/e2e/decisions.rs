@@ -157,29 +157,32 @@ fn tampering_with_a_decision_is_reported() {
         assert!(report["decisions"].as_u64().unwrap() >= 3);
         assert_eq!(call(server, "GET", "/v1/decisions/verify", &customer, None).0, 403);
 
-        // Only the SQLite run can reach its file; the PostgreSQL run checks the untampered chain.
-        let sqlite = data_dir.join("postgate.db");
-        if server.log.lock().unwrap().contains("backend=\"sqlite\"") {
-            let url = format!("sqlite://{}", sqlite.display());
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            runtime.block_on(async {
-                let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-                sqlx::query("UPDATE decisions SET outcome = 'allow' WHERE id = $1")
-                    .bind(&ids[1])
-                    .execute(&pool)
-                    .await
-                    .unwrap();
-                pool.close().await;
+        // Tamper with the second record directly in the database, as an intruder with its credentials would.
+        let url = server.database_url.clone();
+        let tamper = "UPDATE decisions SET outcome = 'allow' WHERE id = $1";
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                if url.starts_with("sqlite:") {
+                    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+                    sqlx::query(tamper).bind(&ids[1]).execute(&pool).await.unwrap();
+                    pool.close().await;
+                } else {
+                    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+                    sqlx::query(tamper).bind(&ids[1]).execute(&pool).await.unwrap();
+                    pool.close().await;
+                }
             });
-            let (_, report) = call(server, "GET", "/v1/decisions/verify", &server.operator, None);
-            assert_eq!(report["broken"][0]["decision_id"], json!(ids[1]), "{report}");
-            let output = crate::support::run(crate::support::postgate(data_dir).args(["audit", "verify", "--database-url", &url]));
-            assert_eq!(output.status.code(), Some(1));
-            let out = crate::support::stdout(&output);
-            assert!(
-                out.contains(&format!("decision {}: its content no longer matches its hash", ids[1])),
-                "{out}"
-            );
-        }
+        let (_, report) = call(server, "GET", "/v1/decisions/verify", &server.operator, None);
+        assert_eq!(report["broken"][0]["decision_id"], json!(ids[1]), "{report}");
+        let output = crate::support::run(crate::support::postgate(data_dir).args(["audit", "verify", "--database-url", &url]));
+        assert_eq!(output.status.code(), Some(1));
+        let out = crate::support::stdout(&output);
+        assert!(
+            out.contains(&format!("decision {}: its content no longer matches its hash", ids[1])),
+            "{out}"
+        );
     });
 }

@@ -157,6 +157,8 @@ pub struct Server {
     pub log: Arc<Mutex<String>>,
     /// Its operator token.
     pub operator: String,
+    /// The database it runs on.
+    pub database_url: String,
     /// Every response so far: status, headers and body, as text.
     pub transcript: Mutex<String>,
     agent: ureq::Agent,
@@ -206,11 +208,13 @@ impl Server {
             .max_idle_connections(0)
             .build()
             .into();
+        let database_url = database_url.map_or_else(|| format!("sqlite://{}", data_dir.join("postgate.db").display()), str::to_owned);
         Self {
             child,
             base,
             log,
             operator,
+            database_url,
             transcript: Mutex::new(String::new()),
             agent,
         }

@@ -89,6 +89,17 @@ impl<S: Store> FromRequestParts<Arc<App<S>>> for Caller {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App<S>>) -> Result<Self, Problem> {
+        let started = std::time::Instant::now();
+        let caller = Self::authenticate(parts, app).await;
+        if let Some(route) = parts.extensions.get::<axum::extract::MatchedPath>() {
+            app.metrics.phase(route.as_str(), "auth", started.elapsed());
+        }
+        caller
+    }
+}
+
+impl Caller {
+    async fn authenticate<S: Store>(parts: &mut Parts, app: &Arc<App<S>>) -> Result<Self, Problem> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -140,7 +151,7 @@ impl<S: Store> FromRequestParts<Arc<App<S>>> for Caller {
                 app.rate_limits
                     .check(&record.id, per_minute)
                     .map_err(|wait| Problem::rate_limited(per_minute, wait))?;
-                touch(record.id.clone()).await?;
+                // The usage record, written after the answer, marks the key as used.
                 Principal::ApiKey {
                     id: record.id,
                     workspace_id: record.workspace_id,

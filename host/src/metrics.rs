@@ -27,11 +27,19 @@ struct RouteLabels {
     route: String,
 }
 
+/// One phase of answering a route.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    route: String,
+    phase: &'static str,
+}
+
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     seconds: Family<RouteLabels, Histogram>,
+    phases: Family<PhaseLabels, Histogram>,
 }
 
 impl Default for Metrics {
@@ -50,10 +58,17 @@ impl Default for Metrics {
             "Time to answer, by method and route",
             seconds.clone(),
         );
+        let phases = Family::<PhaseLabels, Histogram>::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_01, 2.0, 18)));
+        registry.register(
+            "phase_duration_seconds",
+            "Time spent in each phase of a request (auth, facts, chain, write, respond), by route",
+            phases.clone(),
+        );
         Self {
             registry,
             requests,
             seconds,
+            phases,
         }
     }
 }
@@ -66,6 +81,16 @@ impl Metrics {
             tracing::error!(error = %err, "cannot encode metrics");
         }
         text
+    }
+
+    /// Records that `phase` of answering `route` took `elapsed`.
+    pub fn phase(&self, route: &str, phase: &'static str, elapsed: std::time::Duration) {
+        self.phases
+            .get_or_create(&PhaseLabels {
+                route: route.to_owned(),
+                phase,
+            })
+            .observe(elapsed.as_secs_f64());
     }
 
     fn observe(&self, method: String, route: String, status: u16, started: Instant) {

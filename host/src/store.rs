@@ -72,6 +72,9 @@ pub struct ApiKey {
     pub revoked_at: Option<String>,
 }
 
+/// The query that finds a token by its hash (`$1`).
+const TOKEN_SQL: &str = "SELECT id, kind, workspace_id, scopes, hash, revoked_at, rate_limit_per_minute FROM tokens WHERE hash = $1";
+
 /// A token's record, looked up by hash when a request arrives.
 #[derive(Debug, Clone, FromRow)]
 pub struct TokenRecord {
@@ -479,6 +482,9 @@ pub enum StoreError {
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The write could not be recorded (the writer or its commit failed): nothing of it was stored.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// The operations the API needs from storage.
@@ -572,7 +578,7 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn disconnect_destination(&self, workspace_id: &str, id: &str) -> impl Future<Output = Result<Destination, StoreError>> + Send;
     /// Sets a destination's provider-review state (operator); audited.
     fn set_review(&self, id: &str, review: &str) -> impl Future<Output = Result<Destination, StoreError>> + Send;
-    /// Attributes one API-key request to its key.
+    /// Attributes one API-key request to its key, and marks the key as used.
     fn record_usage(
         &self,
         key_id: &str,
@@ -591,13 +597,15 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn flags(&self) -> impl Future<Output = Result<model::Flags, StoreError>> + Send;
     /// Replaces the safety flags (operator); audited.
     fn set_flags(&self, flags: &model::Flags) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// The facts a decision rests on, read from the store: a gate request without its key.
+    /// The facts a decision rests on, read from the store (a gate request
+    /// without its key), and whether idempotency key `claim` was claimed before.
     fn facts(
         &self,
         workspace_id: &str,
         draft_id: &str,
         destination_id: &str,
-    ) -> impl Future<Output = Result<GateRequest, StoreError>> + Send;
+        claim: Option<&str>,
+    ) -> impl Future<Output = Result<Facts, StoreError>> + Send;
     /// Decides a publication atomically: replays an earlier answer to the same
     /// idempotency key; otherwise, when `record` allows, takes `price` with a
     /// guarded debit (an allow that the balance no longer covers becomes a
@@ -610,13 +618,13 @@ pub trait Store: Clone + Send + Sync + 'static {
         record: DecisionRecord,
         price: Cents,
     ) -> impl Future<Output = Result<Published, StoreError>> + Send;
-    /// The earlier answer to an idempotency key, if it was used: replayed, or refused for another request.
+    /// The earlier answer to a claimed idempotency key: replayed, or refused for another request.
     fn idempotent_answer(
         &self,
         workspace_id: &str,
         key: &str,
         fingerprint: &str,
-    ) -> impl Future<Output = Result<Option<Published>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Published, StoreError>> + Send;
     /// Appends a decision to its workspace's hash chain (fills `seq`, `prev_hash`, `hash`).
     fn record_decision(&self, record: DecisionRecord) -> impl Future<Output = Result<DecisionRecord, StoreError>> + Send;
     /// Decisions matching `filter`, after cursor `after`, oldest first.
@@ -683,20 +691,134 @@ fn is_unique_violation(err: &sqlx::Error) -> bool {
 /// Implements [`Store`] for a backend: the statements are portable, so both
 /// backends share this one text; only the pool type, how a writing
 /// transaction begins, and how a workspace row is locked differ.
+/// What a decision rests on.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built and moved once per decision; a box would only add an allocation"
+)]
+pub enum Facts {
+    /// The idempotency key asked about was claimed before: there is nothing to decide.
+    Claimed,
+    /// The gate request, without the asking key.
+    Unclaimed(GateRequest),
+}
+
+/// Everything a decision reads, in one round trip: a decision's latency is
+/// mostly statements, not work. `$1` draft, `$2` destination, `$3`
+/// workspace, `$4` idempotency key (or NULL). There is always a row, so a
+/// claimed key is found even when the draft or destination is not. An
+/// approval of the current content wins; otherwise the latest item says
+/// where things stand.
+const FACTS_SQL: &str = "SELECT d.text, d.media, d.content_digest, t.provider, t.connected, t.provider_review, w.balance_cents, \
+        f.publishing_mode, f.kill_switch, f.blocked_terms, a.status AS approval_status, a.content_digest AS approved_digest, c.claimed \
+    FROM (SELECT EXISTS (SELECT 1 FROM idempotency WHERE workspace_id = $3 AND key = $4) AS claimed) c \
+    JOIN flags f ON f.id = 1 \
+    LEFT JOIN drafts d ON d.id = $1 AND d.workspace_id = $3 \
+    LEFT JOIN destinations t ON t.id = $2 AND t.workspace_id = $3 \
+    LEFT JOIN workspaces w ON w.id = $3 \
+    LEFT JOIN approvals a ON a.id = ( \
+        SELECT id FROM approvals WHERE draft_id = d.id \
+        ORDER BY (status = 'approved' AND content_digest = d.content_digest) DESC, created_at DESC, id DESC LIMIT 1)";
+
+/// The row [`FACTS_SQL`] reads; the draft's, destination's and workspace's columns are NULL when they are not found.
+#[derive(FromRow)]
+struct FactsRow {
+    text: Option<String>,
+    media: Option<String>,
+    content_digest: Option<String>,
+    provider: Option<String>,
+    connected: Option<bool>,
+    provider_review: Option<String>,
+    balance_cents: Option<Cents>,
+    publishing_mode: String,
+    kill_switch: bool,
+    blocked_terms: String,
+    approval_status: Option<String>,
+    approved_digest: Option<String>,
+    claimed: bool,
+}
+
+impl FactsRow {
+    /// The facts: a claim, or the gate request (the asking key is the caller's to add).
+    fn into_facts(self, workspace_id: &str, draft_id: &str, destination_id: &str) -> Result<Facts, StoreError> {
+        if self.claimed {
+            return Ok(Facts::Claimed);
+        }
+        let (Some(text), Some(media), Some(content_digest), Some(provider), Some(connected), Some(provider_review), Some(balance_cents)) = (
+            self.text,
+            self.media,
+            self.content_digest,
+            self.provider,
+            self.connected,
+            self.provider_review,
+            self.balance_cents,
+        ) else {
+            return Err(StoreError::NotFound);
+        };
+        let media = serde_json::from_str(&media).map_err(|err| StoreError::Corrupt(format!("draft `{draft_id}` media: {err}")))?;
+        Ok(Facts::Unclaimed(GateRequest {
+            workspace_id: workspace_id.to_owned(),
+            key: None,
+            draft: model::Draft {
+                id: draft_id.to_owned(),
+                text,
+                media,
+                content_digest,
+            },
+            destination: model::Destination {
+                id: destination_id.to_owned(),
+                workspace_id: workspace_id.to_owned(),
+                provider,
+                connected,
+                provider_review: match provider_review.as_str() {
+                    "pending" => model::ProviderReview::Pending,
+                    "approved" => model::ProviderReview::Approved,
+                    "rejected" => model::ProviderReview::Rejected,
+                    _ => model::ProviderReview::None,
+                },
+            },
+            approval: model::Approval {
+                status: match self.approval_status.as_deref() {
+                    None => model::ApprovalStatus::None,
+                    Some("approved") => model::ApprovalStatus::Approved,
+                    Some("rejected") => model::ApprovalStatus::Rejected,
+                    Some(_) => model::ApprovalStatus::Pending,
+                },
+                content_digest: self.approved_digest,
+            },
+            account: model::Account { balance_cents },
+            flags: flags_from_row(&self.publishing_mode, self.kill_switch, &self.blocked_terms)?,
+        }))
+    }
+}
+
+/// The safety flags as the `flags` row stores them.
+fn flags_from_row(mode: &str, kill_switch: bool, terms: &str) -> Result<model::Flags, StoreError> {
+    let publishing_mode = if mode == "live" {
+        model::PublishingMode::Live
+    } else {
+        model::PublishingMode::Preview
+    };
+    let blocked_terms = serde_json::from_str(terms).map_err(|err| StoreError::Corrupt(format!("blocked terms: {err}")))?;
+    Ok(model::Flags {
+        publishing_mode,
+        kill_switch,
+        blocked_terms,
+    })
+}
+
 macro_rules! impl_store {
-    ($store:ident, $db:ty, $begin:expr, $lock_workspace:expr) => {
+    // `$fields` are the backend's own fields beside the pool; `$writes` its
+    // own way of writing decisions, charges and usage.
+    ($store:ident, $db:ty, $begin:expr, { $($fields:tt)* }, { $($writes:tt)* }) => {
         /// The store on this backend.
         #[derive(Clone)]
         pub struct $store {
             pool: sqlx::Pool<$db>,
+            $($fields)*
         }
 
         impl $store {
-            /// A store over a connected, migrated pool.
-            pub fn new(pool: sqlx::Pool<$db>) -> Self {
-                Self { pool }
-            }
-
             async fn write(&self) -> Result<sqlx::Transaction<'static, $db>, sqlx::Error> {
                 self.pool.begin_with($begin).await
             }
@@ -807,21 +929,6 @@ macro_rules! impl_store {
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?)
-            }
-
-            async fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
-                let record = sqlx::query_as::<_, TokenRecord>(
-                    "SELECT id, kind, workspace_id, scopes, hash, revoked_at, rate_limit_per_minute FROM tokens WHERE hash = $1",
-                )
-                .bind(hash)
-                .fetch_optional(&self.pool)
-                .await?;
-                Ok(record)
-            }
-
-            async fn touch_token(&self, id: &str) -> Result<(), StoreError> {
-                sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2").bind(now()).bind(id).execute(&self.pool).await?;
-                Ok(())
             }
 
             async fn create_api_key(&self, workspace_id: &str, new: NewKey<'_>, token: &NewToken, min_balance_cents: Cents) -> Result<ApiKey, StoreError> {
@@ -1170,9 +1277,7 @@ macro_rules! impl_store {
             async fn flags(&self) -> Result<model::Flags, StoreError> {
                 let (mode, kill_switch, terms): (String, bool, String) =
                     sqlx::query_as("SELECT publishing_mode, kill_switch, blocked_terms FROM flags WHERE id = 1").fetch_one(&self.pool).await?;
-                let publishing_mode = if mode == "live" { model::PublishingMode::Live } else { model::PublishingMode::Preview };
-                let blocked_terms = serde_json::from_str(&terms).map_err(|err| StoreError::Corrupt(format!("blocked terms: {err}")))?;
-                Ok(model::Flags { publishing_mode, kill_switch, blocked_terms })
+                flags_from_row(&mode, kill_switch, &terms)
             }
 
             async fn set_flags(&self, flags: &model::Flags) -> Result<(), StoreError> {
@@ -1199,151 +1304,9 @@ macro_rules! impl_store {
                 Ok(())
             }
 
-            async fn facts(&self, workspace_id: &str, draft_id: &str, destination_id: &str) -> Result<GateRequest, StoreError> {
-                let draft = self.draft(workspace_id, draft_id).await?;
-                let destination = self.destination(workspace_id, destination_id).await?;
-                // An approval of the current content wins; otherwise the latest item says where things stand.
-                let approval: Option<(String, String)> = sqlx::query_as(
-                    "SELECT status, content_digest FROM approvals WHERE draft_id = $1 ORDER BY (status = 'approved' AND content_digest = $2) DESC, created_at DESC, id DESC LIMIT 1",
-                )
-                .bind(draft_id)
-                .bind(&draft.content_digest)
-                .fetch_optional(&self.pool)
-                .await?;
-                let approval = match approval {
-                    None => model::Approval { status: model::ApprovalStatus::None, content_digest: None },
-                    Some((status, digest)) => model::Approval {
-                        status: match status.as_str() {
-                            "approved" => model::ApprovalStatus::Approved,
-                            "rejected" => model::ApprovalStatus::Rejected,
-                            _ => model::ApprovalStatus::Pending,
-                        },
-                        content_digest: Some(digest),
-                    },
-                };
-                let balance_cents = self.workspace(workspace_id).await?.balance_cents;
-                Ok(GateRequest {
-                    workspace_id: workspace_id.to_owned(),
-                    key: None,
-                    draft: model::Draft { id: draft.id, text: draft.text, media: draft.media, content_digest: draft.content_digest },
-                    destination: model::Destination {
-                        id: destination.id,
-                        workspace_id: destination.workspace_id,
-                        provider: destination.provider,
-                        connected: destination.connected,
-                        provider_review: match destination.provider_review.as_str() {
-                            "pending" => model::ProviderReview::Pending,
-                            "approved" => model::ProviderReview::Approved,
-                            "rejected" => model::ProviderReview::Rejected,
-                            _ => model::ProviderReview::None,
-                        },
-                    },
-                    approval,
-                    account: model::Account { balance_cents },
-                    flags: self.flags().await?,
-                })
-            }
-
-            async fn idempotent_answer(&self, workspace_id: &str, key: &str, fingerprint: &str) -> Result<Option<Published>, StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let answer = self.earlier_answer(&mut tx, workspace_id, key, fingerprint).await?;
-                tx.commit().await?;
-                Ok(answer)
-            }
-
-            async fn record_decision(&self, record: DecisionRecord) -> Result<DecisionRecord, StoreError> {
-                let mut tx = self.write().await?;
-                let record = append_decision(&mut tx, record).await?;
-                tx.commit().await?;
-                Ok(record)
-            }
-
-            async fn publish(&self, idempotency_key: &str, fingerprint: &str, mut record: DecisionRecord, price: Cents) -> Result<Published, StoreError> {
-                let workspace_id = record.workspace_id.clone();
-                let mut tx = self.write().await?;
-                if let Some(earlier) = self.earlier_answer(&mut tx, &workspace_id, idempotency_key, fingerprint).await? {
-                    return Ok(earlier);
-                }
-                let mut publication = None;
-                if record.outcome == "allow" {
-                    let debited: Option<(Cents,)> =
-                        sqlx::query_as("UPDATE workspaces SET balance_cents = balance_cents - $1 WHERE id = $2 AND balance_cents >= $1 RETURNING balance_cents")
-                            .bind(price)
-                            .bind(&workspace_id)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    match debited {
-                        // The gates saw a balance that a concurrent charge has since spent: deny.
-                        None => {
-                            record.outcome = "deny".into();
-                            record.gates = with_host_verdict(&record.gates, "insufficient_credit_at_charge", "the balance no longer covered the price when the charge was taken")?;
-                        }
-                        Some((balance_after_cents,)) => {
-                            let id = new_id("pub");
-                            sqlx::query(
-                                "INSERT INTO ledger (id, workspace_id, kind, amount_cents, balance_after_cents, reference, created_at) VALUES ($1, $2, 'charge', $3, $4, $5, $6)",
-                            )
-                            .bind(new_id("led"))
-                            .bind(&workspace_id)
-                            .bind(-price)
-                            .bind(balance_after_cents)
-                            .bind(format!("publication:{id}"))
-                            .bind(&record.created_at)
-                            .execute(&mut *tx)
-                            .await?;
-                            record.charge_cents = price;
-                            publication = Some(Publication {
-                                id,
-                                workspace_id: workspace_id.clone(),
-                                draft_id: record.draft_id.clone(),
-                                destination_id: record.destination_id.clone(),
-                                decision_id: record.id.clone(),
-                                state: "queued".into(),
-                                charge_cents: price,
-                                created_at: record.created_at.clone(),
-                            });
-                        }
-                    }
-                }
-                let record = append_decision(&mut tx, record).await?;
-                if let Some(publication) = &publication {
-                    sqlx::query(
-                        "INSERT INTO publications (id, workspace_id, draft_id, destination_id, decision_id, state, charge_cents, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    )
-                    .bind(&publication.id)
-                    .bind(&publication.workspace_id)
-                    .bind(&publication.draft_id)
-                    .bind(&publication.destination_id)
-                    .bind(&publication.decision_id)
-                    .bind(&publication.state)
-                    .bind(publication.charge_cents)
-                    .bind(&publication.created_at)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                let claimed = sqlx::query("INSERT INTO idempotency (workspace_id, key, fingerprint, decision_id, created_at) VALUES ($1, $2, $3, $4, $5)")
-                    .bind(&workspace_id)
-                    .bind(idempotency_key)
-                    .bind(fingerprint)
-                    .bind(&record.id)
-                    .bind(&record.created_at)
-                    .execute(&mut *tx)
-                    .await;
-                match claimed {
-                    Ok(_) => {
-                        tx.commit().await?;
-                        Ok(Published::Decided(record, publication))
-                    }
-                    // A racing retry with the same key committed first: undo everything, answer as it did.
-                    Err(err) if is_unique_violation(&err) => {
-                        tx.rollback().await?;
-                        let mut tx = self.write().await?;
-                        let earlier = self.earlier_answer(&mut tx, &workspace_id, idempotency_key, fingerprint).await?;
-                        tx.commit().await?;
-                        earlier.ok_or(StoreError::NotFound)
-                    }
-                    Err(err) => Err(err.into()),
-                }
+            async fn idempotent_answer(&self, workspace_id: &str, key: &str, fingerprint: &str) -> Result<Published, StoreError> {
+                let mut conn = self.pool.acquire().await?;
+                earlier_answer(&mut conn, workspace_id, key, fingerprint).await?.ok_or(StoreError::NotFound)
             }
 
             async fn decisions(&self, filter: &DecisionFilter, after: i64, limit: i64) -> Result<Vec<DecisionRecord>, StoreError> {
@@ -1378,19 +1341,6 @@ macro_rules! impl_store {
                 .fetch_optional(&self.pool)
                 .await?
                 .ok_or(StoreError::NotFound)
-            }
-
-            async fn record_usage(&self, key_id: &str, workspace_id: &str, method: &str, route: &str, status: u16) -> Result<(), StoreError> {
-                sqlx::query("INSERT INTO usage (key_id, workspace_id, method, route, status, at) VALUES ($1, $2, $3, $4, $5, $6)")
-                    .bind(key_id)
-                    .bind(workspace_id)
-                    .bind(method)
-                    .bind(route)
-                    .bind(i64::from(status))
-                    .bind(now())
-                    .execute(&self.pool)
-                    .await?;
-                Ok(())
             }
 
             async fn usage(&self, workspace_id: &str, key_id: &str) -> Result<Vec<UsageCount>, StoreError> {
@@ -1435,41 +1385,11 @@ macro_rules! impl_store {
                 tx.commit().await?;
                 self.destination_by_id(id).await
             }
+
+            $($writes)*
         }
 
         impl $store {
-            /// The earlier answer to `key`, if any: replayed for the same request, refused for another.
-            async fn earlier_answer(
-                &self,
-                tx: &mut sqlx::Transaction<'static, $db>,
-                workspace_id: &str,
-                key: &str,
-                fingerprint: &str,
-            ) -> Result<Option<Published>, StoreError> {
-                let claimed: Option<(String, String)> = sqlx::query_as("SELECT fingerprint, decision_id FROM idempotency WHERE workspace_id = $1 AND key = $2")
-                    .bind(workspace_id)
-                    .bind(key)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                let Some((earlier_fingerprint, decision_id)) = claimed else { return Ok(None) };
-                if earlier_fingerprint != fingerprint {
-                    return Ok(Some(Published::KeyReused));
-                }
-                let record = sqlx::query_as::<_, DecisionRecord>(
-                    sqlx::AssertSqlSafe(format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE id = $1")),
-                )
-                .bind(&decision_id)
-                .fetch_one(&mut **tx)
-                .await?;
-                let publication = sqlx::query_as::<_, Publication>(
-                    sqlx::AssertSqlSafe(format!("SELECT {PUBLICATION_COLUMNS} FROM publications WHERE decision_id = $1")),
-                )
-                .bind(&decision_id)
-                .fetch_optional(&mut **tx)
-                .await?;
-                Ok(Some(Published::Replayed(record, publication)))
-            }
-
             async fn destination_by_id(&self, id: &str) -> Result<Destination, StoreError> {
                 sqlx::query_as::<_, Destination>(sqlx::AssertSqlSafe(format!("SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id = $1")))
                     .bind(id)
@@ -1490,39 +1410,35 @@ macro_rules! impl_store {
             }
         }
 
-        /// Appends `record` to its workspace's hash chain inside the caller's transaction.
-        async fn append_decision(tx: &mut sqlx::Transaction<'static, $db>, mut record: DecisionRecord) -> Result<DecisionRecord, StoreError> {
-            // Serialise the workspace's chain: one appender at a time.
-            sqlx::query(sqlx::AssertSqlSafe($lock_workspace)).bind(&record.workspace_id).execute(&mut **tx).await?;
-            let previous: Option<(String,)> = sqlx::query_as("SELECT hash FROM decisions WHERE workspace_id = $1 ORDER BY seq DESC LIMIT 1")
-                .bind(&record.workspace_id)
-                .fetch_optional(&mut **tx)
+        /// The earlier answer to `key`, if any: replayed for the same request, refused for another.
+        async fn earlier_answer(
+            conn: &mut <$db as sqlx::Database>::Connection,
+            workspace_id: &str,
+            key: &str,
+            fingerprint: &str,
+        ) -> Result<Option<Published>, StoreError> {
+            let claimed: Option<(String, String)> = sqlx::query_as("SELECT fingerprint, decision_id FROM idempotency WHERE workspace_id = $1 AND key = $2")
+                .bind(workspace_id)
+                .bind(key)
+                .fetch_optional(&mut *conn)
                 .await?;
-            record.prev_hash = previous.map_or_else(|| GENESIS_HASH.to_owned(), |(hash,)| hash);
-            record.hash = record.expected_hash();
-            let (seq,): (i64,) = sqlx::query_as(
-                "INSERT INTO decisions (id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING seq",
+            let Some((earlier_fingerprint, decision_id)) = claimed else { return Ok(None) };
+            if earlier_fingerprint != fingerprint {
+                return Ok(Some(Published::KeyReused));
+            }
+            let record = sqlx::query_as::<_, DecisionRecord>(
+                sqlx::AssertSqlSafe(format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE id = $1")),
             )
-            .bind(&record.id)
-            .bind(&record.workspace_id)
-            .bind(&record.kind)
-            .bind(&record.key_id)
-            .bind(&record.draft_id)
-            .bind(&record.destination_id)
-            .bind(&record.request_digest)
-            .bind(&record.policy)
-            .bind(&record.revision)
-            .bind(&record.outcome)
-            .bind(&record.gates)
-            .bind(record.charge_cents)
-            .bind(&record.created_at)
-            .bind(&record.prev_hash)
-            .bind(&record.hash)
-            .fetch_one(&mut **tx)
+            .bind(&decision_id)
+            .fetch_one(&mut *conn)
             .await?;
-            record.seq = seq;
-            Ok(record)
+            let publication = sqlx::query_as::<_, Publication>(
+                sqlx::AssertSqlSafe(format!("SELECT {PUBLICATION_COLUMNS} FROM publications WHERE decision_id = $1")),
+            )
+            .bind(&decision_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            Ok(Some(Published::Replayed(record, publication)))
         }
 
         /// Appends an audit record inside the caller's transaction.
@@ -1544,18 +1460,54 @@ macro_rules! impl_store {
 pub mod sqlite {
     use super::*;
 
-    // IMMEDIATE takes the write lock up front, so a transaction that reads
-    // then writes never fails to upgrade under concurrency.
-    // IMMEDIATE already holds the database's one write lock: reading the
-    // workspace row is lock enough for its decision chain.
-    impl_store!(
-        SqliteStore,
-        sqlx::Sqlite,
-        "BEGIN IMMEDIATE",
-        "SELECT id FROM workspaces WHERE id = $1"
-    );
+    mod writer;
 
-    /// Opens (creating if missing) the SQLite file at `url` in WAL mode and migrates it.
+    // IMMEDIATE takes the write lock up front, so a transaction that reads
+    // then writes never fails to upgrade under concurrency. Decisions,
+    // charges and usage go through the one writer task instead.
+    impl_store!(SqliteStore, sqlx::Sqlite, "BEGIN IMMEDIATE", { writer: writer::Writer, }, {
+        async fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+            self.writer.token(hash).await
+        }
+
+        async fn facts(&self, workspace_id: &str, draft_id: &str, destination_id: &str, claim: Option<&str>) -> Result<Facts, StoreError> {
+            self.writer.facts(workspace_id, draft_id, destination_id, claim).await
+        }
+
+        async fn touch_token(&self, id: &str) -> Result<(), StoreError> {
+            self.writer.touch(id).await
+        }
+
+        async fn record_decision(&self, record: DecisionRecord) -> Result<DecisionRecord, StoreError> {
+            self.writer.record(record).await
+        }
+
+        async fn publish(&self, idempotency_key: &str, fingerprint: &str, record: DecisionRecord, price: Cents) -> Result<Published, StoreError> {
+            let workspace_id = record.workspace_id.clone();
+            match self.writer.publish(idempotency_key, fingerprint, record, price).await? {
+                writer::Recorded::Decided(record, publication) => Ok(Published::Decided(record, publication)),
+                // A racing retry claimed the key first, and its claim is committed: answer as it did.
+                writer::Recorded::AlreadyClaimed => {
+                    let mut conn = self.pool.acquire().await?;
+                    earlier_answer(&mut conn, &workspace_id, idempotency_key, fingerprint).await?.ok_or(StoreError::NotFound)
+                }
+            }
+        }
+
+        async fn record_usage(&self, key_id: &str, workspace_id: &str, method: &str, route: &str, status: u16) -> Result<(), StoreError> {
+            self.writer
+                .usage(writer::Usage {
+                    key_id: key_id.to_owned(),
+                    workspace_id: workspace_id.to_owned(),
+                    method: method.to_owned(),
+                    route: route.to_owned(),
+                    status,
+                })
+                .await
+        }
+    });
+
+    /// Opens (creating if missing) the SQLite file at `url` in WAL mode, migrates it, and starts its writer.
     pub async fn connect(url: &str) -> anyhow::Result<SqliteStore> {
         use std::str::FromStr as _;
         let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
@@ -1564,31 +1516,227 @@ pub mod sqlite {
             // FULL: a committed change survives a power loss, not only a crash.
             .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Readers map the file: under a steady stream of commits each read
+            // transaction starts with a cold page cache, and copying every page
+            // in through read() is most of a decision's database time.
+            .pragma("mmap_size", "1073741824")
             .busy_timeout(std::time::Duration::from_secs(5));
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
+            .max_connections(6)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore::new(pool))
+        let writer = writer::Writer::start(options.get_filename())?;
+        Ok(SqliteStore { pool, writer })
     }
 }
 
-/// PostgreSQL, to scale out.
+/// PostgreSQL, to scale out: every write is its own transaction, and
+/// row locks order them across host processes.
 pub mod postgres {
     use super::*;
 
-    impl_store!(
-        PgStore,
-        sqlx::Postgres,
-        "BEGIN",
-        "SELECT id FROM workspaces WHERE id = $1 FOR UPDATE"
-    );
+    impl_store!(PgStore, sqlx::Postgres, "BEGIN", {}, {
+        async fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+            Ok(sqlx::query_as(TOKEN_SQL).bind(hash).fetch_optional(&self.pool).await?)
+        }
+
+        async fn facts(&self, workspace_id: &str, draft_id: &str, destination_id: &str, claim: Option<&str>) -> Result<Facts, StoreError> {
+            let facts: Option<FactsRow> = sqlx::query_as(FACTS_SQL)
+                .bind(draft_id)
+                .bind(destination_id)
+                .bind(workspace_id)
+                .bind(claim)
+                .fetch_optional(&self.pool)
+                .await?;
+            facts
+                .ok_or(StoreError::NotFound)?
+                .into_facts(workspace_id, draft_id, destination_id)
+        }
+
+        async fn touch_token(&self, id: &str) -> Result<(), StoreError> {
+            sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")
+                .bind(now())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+
+        async fn record_decision(&self, record: DecisionRecord) -> Result<DecisionRecord, StoreError> {
+            let mut tx = self.write().await?;
+            let record = append_decision(&mut tx, record).await?;
+            tx.commit().await?;
+            Ok(record)
+        }
+
+        async fn publish(
+            &self,
+            idempotency_key: &str,
+            fingerprint: &str,
+            mut record: DecisionRecord,
+            price: Cents,
+        ) -> Result<Published, StoreError> {
+            let workspace_id = record.workspace_id.clone();
+            let mut tx = self.write().await?;
+            if let Some(earlier) = earlier_answer(&mut tx, &workspace_id, idempotency_key, fingerprint).await? {
+                return Ok(earlier);
+            }
+            let mut publication = None;
+            if record.outcome == "allow" {
+                let debited: Option<(Cents,)> =
+                    sqlx::query_as("UPDATE workspaces SET balance_cents = balance_cents - $1 WHERE id = $2 AND balance_cents >= $1 RETURNING balance_cents")
+                        .bind(price)
+                        .bind(&workspace_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                match debited {
+                    // The gates saw a balance that a concurrent charge has since spent: deny.
+                    None => {
+                        record.outcome = "deny".into();
+                        record.gates = with_host_verdict(
+                            &record.gates,
+                            "insufficient_credit_at_charge",
+                            "the balance no longer covered the price when the charge was taken",
+                        )?;
+                    }
+                    Some((balance_after_cents,)) => {
+                        let id = new_id("pub");
+                        sqlx::query(
+                            "INSERT INTO ledger (id, workspace_id, kind, amount_cents, balance_after_cents, reference, created_at) VALUES ($1, $2, 'charge', $3, $4, $5, $6)",
+                        )
+                        .bind(new_id("led"))
+                        .bind(&workspace_id)
+                        .bind(-price)
+                        .bind(balance_after_cents)
+                        .bind(format!("publication:{id}"))
+                        .bind(&record.created_at)
+                        .execute(&mut *tx)
+                        .await?;
+                        record.charge_cents = price;
+                        publication = Some(Publication {
+                            id,
+                            workspace_id: workspace_id.clone(),
+                            draft_id: record.draft_id.clone(),
+                            destination_id: record.destination_id.clone(),
+                            decision_id: record.id.clone(),
+                            state: "queued".into(),
+                            charge_cents: price,
+                            created_at: record.created_at.clone(),
+                        });
+                    }
+                }
+            }
+            let record = append_decision(&mut tx, record).await?;
+            if let Some(publication) = &publication {
+                sqlx::query(
+                    "INSERT INTO publications (id, workspace_id, draft_id, destination_id, decision_id, state, charge_cents, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&publication.id)
+                .bind(&publication.workspace_id)
+                .bind(&publication.draft_id)
+                .bind(&publication.destination_id)
+                .bind(&publication.decision_id)
+                .bind(&publication.state)
+                .bind(publication.charge_cents)
+                .bind(&publication.created_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            let claimed = sqlx::query(
+                "INSERT INTO idempotency (workspace_id, key, fingerprint, decision_id, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&workspace_id)
+            .bind(idempotency_key)
+            .bind(fingerprint)
+            .bind(&record.id)
+            .bind(&record.created_at)
+            .execute(&mut *tx)
+            .await;
+            match claimed {
+                Ok(_) => {
+                    tx.commit().await?;
+                    Ok(Published::Decided(record, publication))
+                }
+                // A racing retry with the same key committed first: undo everything, answer as it did.
+                Err(err) if is_unique_violation(&err) => {
+                    tx.rollback().await?;
+                    let mut tx = self.write().await?;
+                    let earlier = earlier_answer(&mut tx, &workspace_id, idempotency_key, fingerprint).await?;
+                    tx.commit().await?;
+                    earlier.ok_or(StoreError::NotFound)
+                }
+                Err(err) => Err(err.into()),
+            }
+        }
+
+        async fn record_usage(&self, key_id: &str, workspace_id: &str, method: &str, route: &str, status: u16) -> Result<(), StoreError> {
+            let at = now();
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("INSERT INTO usage (key_id, workspace_id, method, route, status, at) VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(key_id)
+                .bind(workspace_id)
+                .bind(method)
+                .bind(route)
+                .bind(i64::from(status))
+                .bind(&at)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")
+                .bind(&at)
+                .bind(key_id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+    });
+
+    /// Appends `record` to its workspace's hash chain inside the caller's transaction.
+    async fn append_decision(
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        mut record: DecisionRecord,
+    ) -> Result<DecisionRecord, StoreError> {
+        // Serialise the workspace's chain: one appender at a time, across processes.
+        sqlx::query("SELECT id FROM workspaces WHERE id = $1 FOR UPDATE")
+            .bind(&record.workspace_id)
+            .execute(&mut **tx)
+            .await?;
+        let previous: Option<(String,)> = sqlx::query_as("SELECT hash FROM decisions WHERE workspace_id = $1 ORDER BY seq DESC LIMIT 1")
+            .bind(&record.workspace_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        record.prev_hash = previous.map_or_else(|| GENESIS_HASH.to_owned(), |(hash,)| hash);
+        record.hash = record.expected_hash();
+        let (seq,): (i64,) = sqlx::query_as(
+            "INSERT INTO decisions (id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING seq",
+        )
+        .bind(&record.id)
+        .bind(&record.workspace_id)
+        .bind(&record.kind)
+        .bind(&record.key_id)
+        .bind(&record.draft_id)
+        .bind(&record.destination_id)
+        .bind(&record.request_digest)
+        .bind(&record.policy)
+        .bind(&record.revision)
+        .bind(&record.outcome)
+        .bind(&record.gates)
+        .bind(record.charge_cents)
+        .bind(&record.created_at)
+        .bind(&record.prev_hash)
+        .bind(&record.hash)
+        .fetch_one(&mut **tx)
+        .await?;
+        record.seq = seq;
+        Ok(record)
+    }
 
     /// Connects to PostgreSQL at `url` and migrates it.
     pub async fn connect(url: &str) -> anyhow::Result<PgStore> {
         let pool = sqlx::postgres::PgPoolOptions::new().max_connections(8).connect(url).await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(PgStore::new(pool))
+        Ok(PgStore { pool })
     }
 }

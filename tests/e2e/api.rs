@@ -3,6 +3,7 @@
 
 use serde_json::{Value, json};
 
+use crate::fixtures::{FreshPostgres, workspace};
 use crate::support::{Server, reference_gates, write_policy};
 
 /// A server on a fresh database of each backend under test.
@@ -19,58 +20,6 @@ pub fn each_backend_in(test: impl Fn(&Server, &std::path::Path)) {
         let database = FreshPostgres::create(&base);
         test(&Server::start(dir.path(), &policy, Some(&database.url)), dir.path());
     }
-}
-
-/// A database of its own on the PostgreSQL server, dropped afterwards.
-struct FreshPostgres {
-    base: String,
-    name: String,
-    url: String,
-}
-
-impl FreshPostgres {
-    fn create(base: &str) -> Self {
-        let name = postgate::store::new_id("pgtest").to_lowercase();
-        admin(base, &format!("CREATE DATABASE {name}"));
-        let url = match base.rsplit_once('/') {
-            Some((server, _)) => format!("{server}/{name}"),
-            None => panic!("POSTGATE_TEST_POSTGRES_URL must end in /DATABASE"),
-        };
-        Self {
-            base: base.to_owned(),
-            name,
-            url,
-        }
-    }
-}
-
-impl Drop for FreshPostgres {
-    fn drop(&mut self) {
-        admin(&self.base, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
-    }
-}
-
-fn admin(url: &str, statement: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        use sqlx::Executor as _;
-        let pool = sqlx::PgPool::connect(url).await.unwrap();
-        // The statements name databases this test generated: nothing user-supplied.
-        pool.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned())))
-            .await
-            .unwrap();
-        pool.close().await;
-    });
-}
-
-/// The operator creates a workspace; its customer token comes back once.
-pub fn workspace(server: &Server, name: &str) -> (String, String) {
-    let (status, body, _) = server.call("POST", "/v1/workspaces", Some(&server.operator), Some(json!({"name": name})));
-    assert_eq!(status, 201, "{body}");
-    (
-        body["workspace"]["id"].as_str().unwrap().to_owned(),
-        body["customer_token"].as_str().unwrap().to_owned(),
-    )
 }
 
 /// A funded workspace: its id, its customer token, and a key with `scopes`.

@@ -3,7 +3,8 @@
 
 use serde_json::{Value, json};
 
-use crate::api::{each_backend_in, funded_key, workspace};
+use crate::api::{each_backend_in, funded_key};
+use crate::fixtures::workspace;
 use crate::support::Server;
 
 fn call(server: &Server, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {

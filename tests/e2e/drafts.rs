@@ -2,7 +2,8 @@
 
 use serde_json::{Value, json};
 
-use crate::api::{each_backend, funded_key, workspace};
+use crate::api::{each_backend, funded_key};
+use crate::fixtures::workspace;
 use crate::support::Server;
 
 fn call(server: &Server, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {

@@ -11,6 +11,7 @@ mod cli;
 mod decisions;
 mod destinations;
 mod drafts;
+mod fixtures;
 mod hostile;
 mod policy_files;
 mod publications;

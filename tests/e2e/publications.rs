@@ -3,58 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::api::{each_backend, workspace};
+use crate::api::each_backend;
+use crate::fixtures::{ready, set_mode, workspace};
 use crate::support::Server;
-
-/// A workspace with `cents`, an approved draft to an approved sandbox destination, and live publishing.
-fn ready(server: &Server, cents: i64) -> (String, String, Value) {
-    let (ws, customer) = workspace(server, "Publisher");
-    server.call(
-        "POST",
-        &format!("/v1/workspaces/{ws}/credits"),
-        Some(&server.operator),
-        Some(json!({"amount_cents": cents, "reference": "funding"})),
-    );
-    let (_, started, _) = server.call(
-        "POST",
-        "/v1/destinations/connect",
-        Some(&customer),
-        Some(json!({"provider": "sandbox"})),
-    );
-    let (_, destination, _) = server.call(
-        "GET",
-        &format!("/v1/destinations/callback?state={}&code=c1", started["state"].as_str().unwrap()),
-        None,
-        None,
-    );
-    let destination = destination["id"].as_str().unwrap().to_owned();
-    server.call(
-        "PUT",
-        &format!("/v1/destinations/{destination}/review"),
-        Some(&server.operator),
-        Some(json!({"state": "approved"})),
-    );
-    let (_, draft, _) = server.call("POST", "/v1/drafts", Some(&customer), Some(json!({"text": "Launch day!"})));
-    let draft = draft["id"].as_str().unwrap().to_owned();
-    let (_, item, _) = server.call("POST", &format!("/v1/drafts/{draft}/submit"), Some(&customer), None);
-    server.call(
-        "POST",
-        &format!("/v1/approvals/{}/approve", item["id"].as_str().unwrap()),
-        Some(&customer),
-        None,
-    );
-    (ws, customer, json!({"draft_id": draft, "destination_id": destination}))
-}
-
-fn set_mode(server: &Server, mode: &str) {
-    let (status, _, _) = server.call(
-        "PUT",
-        "/v1/flags",
-        Some(&server.operator),
-        Some(json!({"publishing_mode": mode, "kill_switch": false, "blocked_terms": []})),
-    );
-    assert_eq!(status, 200);
-}
 
 fn publish(server: &Server, token: &str, key: &str, body: &Value) -> (u16, Value, String) {
     let raw = body.to_string();

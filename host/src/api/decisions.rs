@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{App, Body, Caller, Params, PathId, Problem};
 use crate::auth::{Principal, Scope};
 use crate::model::{self, ApiKey, Flags};
-use crate::store::{ChainReport, DecisionFilter, DecisionRecord, Store, new_id, now};
+use crate::store::{ChainReport, DecisionFilter, DecisionRecord, Facts, Store, new_id, now};
 
 /// The most blocked terms, and the longest one, the operator may set.
 const MAX_BLOCKED_TERMS: usize = 500;
@@ -66,7 +66,9 @@ pub async fn dry_run<S: Store>(
     Caller(caller): Caller,
     Body(body): Body<DecisionRequest>,
 ) -> Result<Json<DecisionRecord>, Problem> {
-    let (record, _) = decide(&app, &caller, body, "dry_run").await?;
+    let Decided::Unrecorded(record, _) = decide(&app, &caller, body, "dry_run", None).await? else {
+        return Err(Problem::internal("a dry run claims no idempotency key"));
+    };
     Ok(Json(
         app.store
             .record_decision(record)
@@ -104,25 +106,50 @@ pub(super) fn asker(caller: &Principal) -> Result<(String, Option<ApiKey>), Prob
 /// The product's price of a publication when the policy has no credit gate to say otherwise.
 const DEFAULT_PRICE_CENTS: i64 = 4;
 
-/// Runs the active chain for `caller` on the store's facts: the unrecorded
-/// decision, and the price the chain's credit gate charges.
+/// What deciding found.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built and moved once per decision; a box would only add an allocation"
+)]
+pub(super) enum Decided {
+    /// The idempotency key was claimed before: answer from that claim, decide nothing.
+    Claimed,
+    /// The unrecorded decision, and the price the chain's credit gate charges.
+    Unrecorded(DecisionRecord, i64),
+}
+
+/// Runs the active chain for `caller` on the store's facts, unless the
+/// idempotency key `claim` (when given) was claimed before.
 pub(super) async fn decide<S: Store>(
     app: &App<S>,
     caller: &Principal,
     body: DecisionRequest,
     kind: &str,
-) -> Result<(DecisionRecord, i64), Problem> {
+    claim: Option<&str>,
+) -> Result<Decided, Problem> {
     let (workspace_id, key) = asker(caller)?;
-    let mut request: model::GateRequest = app
+    let route = if kind == "dry_run" {
+        "/v1/decisions/dry-run"
+    } else {
+        "/v1/publications"
+    };
+    let started = std::time::Instant::now();
+    let facts = app
         .store
-        .facts(&workspace_id, &body.draft_id, &body.destination_id)
+        .facts(&workspace_id, &body.draft_id, &body.destination_id, claim)
         .await
         .map_err(|e| Problem::from_store(e, "draft or destination", &format!("{} / {}", body.draft_id, body.destination_id)))?;
+    app.metrics.phase(route, "facts", started.elapsed());
+    let Facts::Unclaimed(mut request) = facts else {
+        return Ok(Decided::Claimed);
+    };
     request.key = key;
+    let started = std::time::Instant::now();
     // The whole decision runs on the chain active when it started, and is charged at its price.
     let chain = app.policy.current();
     let price = chain.config_integer("credit", "price_cents").unwrap_or(DEFAULT_PRICE_CENTS);
     let decision = chain.evaluate(&request);
+    app.metrics.phase(route, "chain", started.elapsed());
     let canonical = serde_json::to_vec(&request).map_err(Problem::internal)?;
     let record = DecisionRecord {
         seq: 0,
@@ -142,7 +169,7 @@ pub(super) async fn decide<S: Store>(
         prev_hash: String::new(),
         hash: String::new(),
     };
-    Ok((record, price))
+    Ok(Decided::Unrecorded(record, price))
 }
 
 /// Reads one decision, under the same visibility as the log.

@@ -128,7 +128,7 @@ impl Problem {
             )
             .with("balance_cents", balance_cents)
             .with("minimum_cents", required_cents),
-            err @ (StoreError::Database(_) | StoreError::Corrupt(_)) => Self::internal(err),
+            err @ (StoreError::Database(_) | StoreError::Corrupt(_) | StoreError::Unavailable(_)) => Self::internal(err),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! charged, once, atomically with its record.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
@@ -9,10 +10,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::decisions::{DecisionRequest, asker, decide};
+use super::decisions::{Decided, DecisionRequest, asker, decide};
 use super::{App, Body, Caller, PathId, Problem};
 use crate::store::{DecisionRecord, Publication, Published, Store};
 
+/// The route, as its metrics name it.
+const ROUTE: &str = "/v1/publications";
 /// The header that makes a publication request safe to retry.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
@@ -62,22 +65,18 @@ pub async fn publish<S: Store>(
         .to_owned();
     let fingerprint = crate::engine::sha256_hex(&serde_json::to_vec(&body).map_err(Problem::internal)?);
     let (workspace_id, _) = asker(&caller)?;
-    // A retry is answered from the record, without deciding again.
-    let earlier = app
-        .store
-        .idempotent_answer(&workspace_id, &key, &fingerprint)
-        .await
-        .map_err(|e| Problem::from_store(e, "workspace", &workspace_id))?;
-    let published = match earlier {
-        Some(answer) => answer,
-        None => {
-            let (record, price) = decide(&app, &caller, body, "publication").await?;
-            app.store
-                .publish(&key, &fingerprint, record, price)
-                .await
-                .map_err(|e| Problem::from_store(e, "workspace", &workspace_id))?
+    let published = match decide(&app, &caller, body, "publication", Some(&key)).await? {
+        // A retry is answered from the record, without deciding again.
+        Decided::Claimed => app.store.idempotent_answer(&workspace_id, &key, &fingerprint).await,
+        Decided::Unrecorded(record, price) => {
+            let started = Instant::now();
+            let published = app.store.publish(&key, &fingerprint, record, price).await;
+            app.metrics.phase(ROUTE, "write", started.elapsed());
+            published
         }
-    };
+    }
+    .map_err(|e| Problem::from_store(e, "workspace", &workspace_id))?;
+    let started = Instant::now();
     let (record, publication, replayed) = match published {
         Published::Decided(record, publication) => (record, publication, false),
         Published::Replayed(record, publication) => (record, publication, true),
@@ -113,6 +112,7 @@ pub async fn publish<S: Store>(
             .headers_mut()
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
+    app.metrics.phase(ROUTE, "respond", started.elapsed());
     Ok(response)
 }
 

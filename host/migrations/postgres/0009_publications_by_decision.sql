@@ -1,0 +1,2 @@
+-- Replays look publications up by decision.
+CREATE INDEX publications_by_decision ON publications (decision_id);

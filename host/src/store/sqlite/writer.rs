@@ -1,0 +1,501 @@
+//! SQLite's one writer: decisions, charges and usage go through a single
+//! thread that owns a dedicated connection and commits whatever is waiting
+//! as one transaction (group commit).
+//!
+//! SQLite has one write lock, so more writer connections only queue on it.
+//! Through sqlx every statement is a hop to a connection's worker thread and
+//! back through the async runtime, which on two cores costs more than the
+//! statement; here the statements run on the writer's own thread against a
+//! warm page cache, and one commit (one fsync) covers every request waiting
+//! at that moment. Each caller is answered only after the transaction holding
+//! its rows has committed.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension as _, params};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{
+    Cents, DecisionRecord, FACTS_SQL, Facts, FactsRow, GENESIS_HASH, Publication, StoreError, TOKEN_SQL, TokenRecord, new_id, now,
+    with_host_verdict,
+};
+
+/// Requests waiting for the writer, at most.
+const QUEUE: usize = 4096;
+/// Jobs committed in one transaction, at most.
+const MAX_BATCH: usize = 256;
+
+/// A handle to the writer thread; cloning it shares the thread.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+/// What recording a publication decision did.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built and moved once per decision; a box would only add an allocation"
+)]
+pub enum Recorded {
+    /// Recorded now: the record, and the publication when it was allowed and charged.
+    Decided(DecisionRecord, Option<Publication>),
+    /// The idempotency key was claimed before: the caller answers from that claim.
+    AlreadyClaimed,
+}
+
+/// A decision to record: with an idempotency claim and a price when it is a publication.
+struct Decision {
+    claim: Option<(String, String)>,
+    record: DecisionRecord,
+    price: Cents,
+}
+
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built and moved once per decision; a box would only add an allocation"
+)]
+enum Job {
+    /// A read on the writer's connection; it answers its caller itself.
+    Read(Box<dyn FnOnce(&Connection) + Send>),
+    Write(Write),
+}
+
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built and moved once per decision; a box would only add an allocation"
+)]
+enum Write {
+    Decide(Decision, oneshot::Sender<Result<Recorded, StoreError>>),
+    Usage(Usage, oneshot::Sender<Result<(), StoreError>>),
+    Touch(String, oneshot::Sender<Result<(), StoreError>>),
+}
+
+/// One API-key request to count.
+pub struct Usage {
+    /// The key.
+    pub key_id: String,
+    /// Its workspace.
+    pub workspace_id: String,
+    /// The HTTP method.
+    pub method: String,
+    /// The route pattern.
+    pub route: String,
+    /// The answer's status.
+    pub status: u16,
+}
+
+impl Writer {
+    /// Opens its own connection to the (migrated) database file at `path` and starts the writer thread.
+    pub fn start(path: &Path) -> Result<Self, StoreError> {
+        let connection = Connection::open(path).map_err(database)?;
+        // FULL: a commit is on disk (WAL fsync) before anyone is answered,
+        // so it survives a power loss, not only a crash.
+        connection
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
+            .map_err(database)?;
+        connection.set_prepared_statement_cache_capacity(32);
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(connection, queue))
+            .map_err(|err| StoreError::Unavailable(format!("cannot start the database writer: {err}")))?;
+        Ok(Self { jobs })
+    }
+
+    /// Reads what a decision rests on.
+    pub async fn facts(&self, workspace_id: &str, draft_id: &str, destination_id: &str, claim: Option<&str>) -> Result<Facts, StoreError> {
+        let (workspace_id, draft_id, destination_id) = (workspace_id.to_owned(), draft_id.to_owned(), destination_id.to_owned());
+        let claim = claim.map(str::to_owned);
+        self.read(move |connection| read_facts(connection, &workspace_id, &draft_id, &destination_id, claim.as_deref()))
+            .await
+    }
+
+    /// Finds a token by its hash.
+    pub async fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let hash = hash.to_owned();
+        self.read(move |connection| read_token(connection, &hash)).await
+    }
+
+    /// Runs `work` on the writer's connection, between two commits. Reads of
+    /// the decision path go here because this connection's page cache stays
+    /// warm: any other connection starts each read after a commit with a cold one.
+    async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job::Read(Box::new(move |connection| drop(reply.send(work(connection)))));
+        self.jobs.send(job).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Records a dry run: no charge, no idempotency key.
+    pub async fn record(&self, record: DecisionRecord) -> Result<DecisionRecord, StoreError> {
+        let decision = Decision {
+            claim: None,
+            record,
+            price: 0,
+        };
+        match self.ask(|reply| Job::Write(Write::Decide(decision, reply))).await? {
+            Recorded::Decided(record, _) => Ok(record),
+            Recorded::AlreadyClaimed => Err(StoreError::Unavailable("a dry run claims no key".into())),
+        }
+    }
+
+    /// Records a publication decision under an idempotency key; an allow is charged `price`.
+    pub async fn publish(&self, key: &str, fingerprint: &str, record: DecisionRecord, price: Cents) -> Result<Recorded, StoreError> {
+        let decision = Decision {
+            claim: Some((key.to_owned(), fingerprint.to_owned())),
+            record,
+            price,
+        };
+        self.ask(|reply| Job::Write(Write::Decide(decision, reply))).await
+    }
+
+    /// Counts an API-key request and marks the key as used.
+    pub async fn usage(&self, usage: Usage) -> Result<(), StoreError> {
+        self.ask(|reply| Job::Write(Write::Usage(usage, reply))).await
+    }
+
+    /// Marks a token as used now.
+    pub async fn touch(&self, token_id: &str) -> Result<(), StoreError> {
+        let id = token_id.to_owned();
+        self.ask(|reply| Job::Write(Write::Touch(id, reply))).await
+    }
+
+    async fn ask<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job) -> Result<T, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(job(reply)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable("the database writer has stopped".into())
+}
+
+fn database(err: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("database: {err}"))
+}
+
+/// The writer's loop: answer the reads waiting, then commit the writes
+/// waiting together, and answer them.
+fn run(mut connection: Connection, mut queue: mpsc::Receiver<Job>) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut writes = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next {
+            match job {
+                Job::Read(work) => work(&connection),
+                Job::Write(write) => writes.push(write),
+            }
+            next = if writes.len() < MAX_BATCH { queue.try_recv().ok() } else { None };
+        }
+        if !writes.is_empty() {
+            commit(&mut connection, writes);
+        }
+    }
+}
+
+fn read_facts(
+    connection: &Connection,
+    workspace_id: &str,
+    draft_id: &str,
+    destination_id: &str,
+    claim: Option<&str>,
+) -> Result<Facts, StoreError> {
+    let row = connection
+        .prepare_cached(FACTS_SQL)
+        .and_then(|mut s| {
+            s.query_row(
+                rusqlite::named_params! { "$1": draft_id, "$2": destination_id, "$3": workspace_id, "$4": claim },
+                |row| {
+                    Ok(FactsRow {
+                        text: row.get("text")?,
+                        media: row.get("media")?,
+                        content_digest: row.get("content_digest")?,
+                        provider: row.get("provider")?,
+                        connected: row.get("connected")?,
+                        provider_review: row.get("provider_review")?,
+                        balance_cents: row.get("balance_cents")?,
+                        publishing_mode: row.get("publishing_mode")?,
+                        kill_switch: row.get("kill_switch")?,
+                        blocked_terms: row.get("blocked_terms")?,
+                        approval_status: row.get("approval_status")?,
+                        approved_digest: row.get("approved_digest")?,
+                        claimed: row.get("claimed")?,
+                    })
+                },
+            )
+            .optional()
+        })
+        .map_err(database)?;
+    row.ok_or(StoreError::NotFound)?.into_facts(workspace_id, draft_id, destination_id)
+}
+
+fn read_token(connection: &Connection, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+    connection
+        .prepare_cached(TOKEN_SQL)
+        .and_then(|mut s| {
+            s.query_row(rusqlite::named_params! { "$1": hash }, |row| {
+                Ok(TokenRecord {
+                    id: row.get("id")?,
+                    kind: row.get("kind")?,
+                    workspace_id: row.get("workspace_id")?,
+                    scopes: row.get("scopes")?,
+                    hash: row.get("hash")?,
+                    revoked_at: row.get("revoked_at")?,
+                    rate_limit_per_minute: row.get("rate_limit_per_minute")?,
+                })
+            })
+            .optional()
+        })
+        .map_err(database)
+}
+
+/// Commits `jobs` as one transaction, then answers them. Each job runs in
+/// a savepoint, so a job that fails is undone alone and answered with its
+/// error; if the commit itself fails, every job is answered with that.
+fn commit(connection: &mut Connection, jobs: Vec<Write>) {
+    let transaction = match connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate) {
+        Ok(transaction) => transaction,
+        Err(err) => {
+            let message = format!("not recorded: {err}");
+            for job in jobs {
+                job.fail(&message);
+            }
+            return;
+        }
+    };
+    let mut answers = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        answers.push(apply(&transaction, job));
+    }
+    match transaction.commit() {
+        Ok(()) => {
+            for answer in answers {
+                answer.send();
+            }
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "a group commit failed; its requests are refused");
+            let message = format!("not recorded: {err}");
+            for answer in answers {
+                answer.into_job().fail(&message);
+            }
+        }
+    }
+}
+
+impl Write {
+    /// Answers with an error: nothing of it was recorded.
+    fn fail(self, message: &str) {
+        let err = || StoreError::Unavailable(message.to_owned());
+        // A caller that went away (its client disconnected) needs no answer.
+        match self {
+            Self::Decide(_, reply) => drop(reply.send(Err(err()))),
+            Self::Usage(_, reply) => drop(reply.send(Err(err()))),
+            Self::Touch(_, reply) => drop(reply.send(Err(err()))),
+        }
+    }
+}
+
+/// A job carried out inside the open transaction, to be answered once that commits.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "built and moved once per decision; a box would only add an allocation"
+)]
+enum Answered {
+    Decided(
+        Decision,
+        Result<Recorded, StoreError>,
+        oneshot::Sender<Result<Recorded, StoreError>>,
+    ),
+    Usage(Usage, Result<(), StoreError>, oneshot::Sender<Result<(), StoreError>>),
+    Touch(String, Result<(), StoreError>, oneshot::Sender<Result<(), StoreError>>),
+}
+
+impl Answered {
+    fn send(self) {
+        match self {
+            Self::Decided(_, answer, reply) => drop(reply.send(answer)),
+            Self::Usage(_, answer, reply) | Self::Touch(_, answer, reply) => drop(reply.send(answer)),
+        }
+    }
+
+    fn into_job(self) -> Write {
+        match self {
+            Self::Decided(decision, _, reply) => Write::Decide(decision, reply),
+            Self::Usage(usage, _, reply) => Write::Usage(usage, reply),
+            Self::Touch(id, _, reply) => Write::Touch(id, reply),
+        }
+    }
+}
+
+/// Runs one job in a savepoint: all of it, or (on error) none of it.
+fn apply(connection: &Connection, job: Write) -> Answered {
+    fn atomically<T>(connection: &Connection, work: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        connection.execute_batch("SAVEPOINT job").map_err(database)?;
+        let done = work();
+        let end = if done.is_ok() {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
+        connection.execute_batch(end).map_err(database)?;
+        done
+    }
+    match job {
+        Write::Decide(decision, reply) => {
+            let answer = atomically(connection, || decide(connection, &decision));
+            Answered::Decided(decision, answer, reply)
+        }
+        Write::Usage(usage, reply) => {
+            let answer = atomically(connection, || {
+                let at = now();
+                connection
+                    .prepare_cached("INSERT INTO usage (key_id, workspace_id, method, route, status, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            usage.key_id,
+                            usage.workspace_id,
+                            usage.method,
+                            usage.route,
+                            usage.status,
+                            at
+                        ])
+                    })
+                    .and_then(|_| connection.prepare_cached("UPDATE tokens SET last_used_at = ?1 WHERE id = ?2"))
+                    .and_then(|mut s| s.execute(params![at, usage.key_id]))
+                    .map(drop)
+                    .map_err(database)
+            });
+            Answered::Usage(usage, answer, reply)
+        }
+        Write::Touch(id, reply) => {
+            let answer = connection
+                .prepare_cached("UPDATE tokens SET last_used_at = ?1 WHERE id = ?2")
+                .and_then(|mut s| s.execute(params![now(), id]))
+                .map(drop)
+                .map_err(database);
+            Answered::Touch(id, answer, reply)
+        }
+    }
+}
+
+/// Records one decision at the head of its workspace's chain, with its
+/// charge and queued publication when it is an allowed publication. The
+/// transaction holds SQLite's write lock, so what it reads stays true.
+fn decide(connection: &Connection, decision: &Decision) -> Result<Recorded, StoreError> {
+    let mut record = decision.record.clone();
+    if let Some((key, _)) = &decision.claim {
+        let claimed = connection
+            .prepare_cached("SELECT 1 FROM idempotency WHERE workspace_id = ?1 AND key = ?2")
+            .and_then(|mut s| s.exists(params![record.workspace_id, key]))
+            .map_err(database)?;
+        if claimed {
+            return Ok(Recorded::AlreadyClaimed);
+        }
+    }
+    let mut publication = None;
+    if record.kind == "publication" && record.outcome == "allow" {
+        let debited: Option<Cents> = connection
+            .prepare_cached(
+                "UPDATE workspaces SET balance_cents = balance_cents - ?1 WHERE id = ?2 AND balance_cents >= ?1 RETURNING balance_cents",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![decision.price, record.workspace_id], |row| row.get(0))
+                    .optional()
+            })
+            .map_err(database)?;
+        match debited {
+            // The gates saw a balance that a concurrent charge has since spent: deny.
+            None => {
+                record.outcome = "deny".into();
+                record.gates = with_host_verdict(
+                    &record.gates,
+                    "insufficient_credit_at_charge",
+                    "the balance no longer covered the price when the charge was taken",
+                )?;
+            }
+            Some(balance_after_cents) => {
+                let id = new_id("pub");
+                connection
+                    .prepare_cached(
+                        "INSERT INTO ledger (id, workspace_id, kind, amount_cents, balance_after_cents, reference, created_at) VALUES (?1, ?2, 'charge', ?3, ?4, ?5, ?6)",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            new_id("led"),
+                            record.workspace_id,
+                            -decision.price,
+                            balance_after_cents,
+                            format!("publication:{id}"),
+                            record.created_at
+                        ])
+                    })
+                    .map_err(database)?;
+                record.charge_cents = decision.price;
+                publication = Some(Publication {
+                    id,
+                    workspace_id: record.workspace_id.clone(),
+                    draft_id: record.draft_id.clone(),
+                    destination_id: record.destination_id.clone(),
+                    decision_id: record.id.clone(),
+                    state: "queued".into(),
+                    charge_cents: decision.price,
+                    created_at: record.created_at.clone(),
+                });
+            }
+        }
+    }
+    record.prev_hash = connection
+        .prepare_cached("SELECT hash FROM decisions WHERE workspace_id = ?1 ORDER BY seq DESC LIMIT 1")
+        .and_then(|mut s| s.query_row(params![record.workspace_id], |row| row.get(0)).optional())
+        .map_err(database)?
+        .unwrap_or_else(|| GENESIS_HASH.to_owned());
+    record.hash = record.expected_hash();
+    record.seq = connection
+        .prepare_cached(
+            "INSERT INTO decisions (id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) RETURNING seq",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                params![
+                    record.id,
+                    record.workspace_id,
+                    record.kind,
+                    record.key_id,
+                    record.draft_id,
+                    record.destination_id,
+                    record.request_digest,
+                    record.policy,
+                    record.revision,
+                    record.outcome,
+                    record.gates,
+                    record.charge_cents,
+                    record.created_at,
+                    record.prev_hash,
+                    record.hash
+                ],
+                |row| row.get(0),
+            )
+        })
+        .map_err(database)?;
+    if let Some(p) = &publication {
+        connection
+            .prepare_cached(
+                "INSERT INTO publications (id, workspace_id, draft_id, destination_id, decision_id, state, charge_cents, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .and_then(|mut s| s.execute(params![p.id, p.workspace_id, p.draft_id, p.destination_id, p.decision_id, p.state, p.charge_cents, p.created_at]))
+            .map_err(database)?;
+    }
+    if let Some((key, fingerprint)) = &decision.claim {
+        connection
+            .prepare_cached("INSERT INTO idempotency (workspace_id, key, fingerprint, decision_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .and_then(|mut s| s.execute(params![record.workspace_id, key, fingerprint, record.id, record.created_at]))
+            .map_err(database)?;
+    }
+    Ok(Recorded::Decided(record, publication))
+}

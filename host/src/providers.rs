@@ -1,7 +1,12 @@
-//! Provider adapters: how a destination is connected (the consent flow) for
-//! each provider. Only the built-in `sandbox` provider is wired today: its
-//! consent page and token exchange run inside postgate, so the whole flow
-//! works offline and in tests.
+//! Provider adapters: how a destination is connected (the consent flow) and
+//! how a post is delivered, for each provider. Only the built-in `sandbox`
+//! provider is wired today: its consent page, token exchange and delivery
+//! run inside postgate, so the whole flow works offline and in tests.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use crate::store::Delivered;
 
 /// One provider's consent flow.
 pub trait Provider: Send + Sync {
@@ -11,6 +16,23 @@ pub trait Provider: Send + Sync {
     fn consent_url(&self, state: &str) -> String;
     /// Exchanges the code the consent step returned for the provider's token.
     fn exchange(&self, code: &str) -> Result<String, ProviderError>;
+    /// Delivers a post, idempotently by publication id: delivering the same
+    /// publication again returns the first post id.
+    fn deliver(&self, post: &Post<'_>) -> Delivered;
+}
+
+/// A post to deliver.
+pub struct Post<'a> {
+    /// The publication: the provider's idempotency key.
+    pub publication_id: &'a str,
+    /// The destination's provider token, unsealed for this call only.
+    pub token: &'a str,
+    /// The text.
+    pub text: &'a str,
+    /// The media references, as JSON.
+    pub media: &'a str,
+    /// A directory the provider may keep local state in.
+    pub local_dir: &'a Path,
 }
 
 /// Why a provider refused.
@@ -38,6 +60,38 @@ impl Provider for Sandbox {
             return Err(ProviderError::BadCode);
         }
         Ok(format!("sandbox-token-{code}"))
+    }
+
+    /// Records the post in `sandbox-outbox/PUBLICATION.json`. A text holding
+    /// `#sandbox-refuse` is refused before it is accepted (not sent), and one
+    /// holding `#sandbox-timeout` gets no answer (unknown): how a real
+    /// provider's failures look, for trying the worker's handling of them.
+    fn deliver(&self, post: &Post<'_>) -> Delivered {
+        if !post.token.starts_with("sandbox-token-") {
+            return Delivered::NotSent("the sandbox refused the destination's token".into());
+        }
+        if post.text.contains("#sandbox-refuse") {
+            return Delivered::NotSent("the sandbox refused the post".into());
+        }
+        if post.text.contains("#sandbox-timeout") {
+            return Delivered::Unknown("the sandbox did not answer".into());
+        }
+        let outbox = post.local_dir.join("sandbox-outbox");
+        let path = outbox.join(format!("{}.json", post.publication_id));
+        let post_id = format!("sandbox-post-{}", post.publication_id);
+        let record =
+            serde_json::json!({ "post_id": post_id, "publication_id": post.publication_id, "text": post.text, "media": post.media });
+        let created = std::fs::create_dir_all(&outbox).and_then(|()| std::fs::File::create_new(&path));
+        match created {
+            Ok(mut file) => match file.write_all(record.to_string().as_bytes()).and_then(|()| file.sync_all()) {
+                Ok(()) => Delivered::Posted(post_id),
+                // Part of the post may be on record: whether it counts is not known.
+                Err(err) => Delivered::Unknown(format!("the sandbox failed mid-write: {err}")),
+            },
+            // Delivered before: the same post id, as a provider's idempotency key gives.
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Delivered::Posted(post_id),
+            Err(err) => Delivered::NotSent(format!("the sandbox cannot record the post: {err}")),
+        }
     }
 }
 

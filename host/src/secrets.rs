@@ -10,6 +10,7 @@ pub const KEY_BYTES: usize = 32;
 const NONCE_BYTES: usize = 24;
 
 /// Seals and opens provider tokens.
+#[derive(Clone)]
 pub struct SecretBox {
     cipher: XChaCha20Poly1305,
 }

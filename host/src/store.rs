@@ -353,12 +353,69 @@ pub struct Publication {
     pub destination_id: String,
     /// The decision that allowed it.
     pub decision_id: String,
-    /// `queued`, `delivered` or `failed`.
+    /// `queued`; then `delivering` while its provider is called; then
+    /// `delivered`, `failed` (it never reached the provider; the charge was
+    /// reversed) or `unknown` (the outcome is not known; never retried blindly).
     pub state: String,
     /// What it cost, in cents.
     pub charge_cents: Cents,
     /// RFC 3339, UTC.
     pub created_at: String,
+    /// The provider's id for the post, once delivered.
+    pub provider_post_id: Option<String>,
+    /// Why it failed, or why its outcome is unknown.
+    pub detail: Option<String>,
+    /// When its state last changed after queueing.
+    pub updated_at: Option<String>,
+}
+
+impl Publication {
+    /// The queued publication an allowed, charged `record` creates.
+    pub fn queued(record: &DecisionRecord, charge_cents: Cents) -> Self {
+        Self {
+            id: new_id("pub"),
+            workspace_id: record.workspace_id.clone(),
+            draft_id: record.draft_id.clone(),
+            destination_id: record.destination_id.clone(),
+            decision_id: record.id.clone(),
+            state: "queued".into(),
+            charge_cents,
+            created_at: record.created_at.clone(),
+            provider_post_id: None,
+            detail: None,
+            updated_at: None,
+        }
+    }
+}
+
+/// A publication claimed for delivery, with what its provider needs.
+#[derive(Debug, Clone, FromRow)]
+pub struct Delivery {
+    /// The publication.
+    pub publication_id: String,
+    /// Its workspace.
+    pub workspace_id: String,
+    /// Its destination.
+    pub destination_id: String,
+    /// The destination's provider.
+    pub provider: String,
+    /// The destination's sealed token, if it is still connected.
+    pub sealed_token: Option<String>,
+    /// The post text.
+    pub text: String,
+    /// The media references, as JSON.
+    pub media: String,
+}
+
+/// How a delivery ended.
+#[derive(Debug, Clone)]
+pub enum Delivered {
+    /// The provider accepted it: its post id.
+    Posted(String),
+    /// It never reached the provider: the publication fails and its charge is reversed.
+    NotSent(String),
+    /// It may have reached the provider: recorded as `unknown`, never retried blindly.
+    Unknown(String),
 }
 
 /// Which decisions to list; every field narrows.
@@ -625,6 +682,15 @@ pub trait Store: Clone + Send + Sync + 'static {
         key: &str,
         fingerprint: &str,
     ) -> impl Future<Output = Result<Published, StoreError>> + Send;
+    /// Claims the oldest queued publication for delivery (it becomes
+    /// `delivering`, so no other worker or process sends it), with what its provider needs.
+    fn claim_delivery(&self) -> impl Future<Output = Result<Option<Delivery>, StoreError>> + Send;
+    /// Records how a delivery ended. `NotSent` fails the publication and
+    /// reverses its charge with a ledger entry, atomically and at most once.
+    fn finish_delivery(&self, publication_id: &str, delivered: &Delivered) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Marks publications left `delivering` since before `cutoff` as
+    /// `unknown`: their worker died mid-call, and sending again could post twice.
+    fn abandon_deliveries(&self, cutoff: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
     /// Appends a decision to its workspace's hash chain (fills `seq`, `prev_hash`, `hash`).
     fn record_decision(&self, record: DecisionRecord) -> impl Future<Output = Result<DecisionRecord, StoreError>> + Send;
     /// Decisions matching `filter`, after cursor `after`, oldest first.
@@ -649,7 +715,8 @@ pub trait Store: Clone + Send + Sync + 'static {
 const DECISION_COLUMNS: &str = "seq, id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash";
 const LEDGER_COLUMNS: &str = "seq, id, kind, amount_cents, balance_after_cents, reference, created_at";
 const API_KEY_COLUMNS: &str = "id, label, display_prefix, scopes, rate_limit_per_minute, created_at, last_used_at, revoked_at";
-const PUBLICATION_COLUMNS: &str = "id, workspace_id, draft_id, destination_id, decision_id, state, charge_cents, created_at";
+const PUBLICATION_COLUMNS: &str =
+    "id, workspace_id, draft_id, destination_id, decision_id, state, charge_cents, created_at, provider_post_id, detail, updated_at";
 
 /// The columns of an approval joined with its draft's current digest.
 const APPROVAL_COLUMNS: &str =
@@ -1386,6 +1453,95 @@ macro_rules! impl_store {
                 self.destination_by_id(id).await
             }
 
+            async fn claim_delivery(&self) -> Result<Option<Delivery>, StoreError> {
+                // A read first: an idle worker polls without taking the write lock.
+                let (queued,): (bool,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM publications WHERE state = 'queued')").fetch_one(&self.pool).await?;
+                if !queued {
+                    return Ok(None);
+                }
+                let mut tx = self.write().await?;
+                // Two processes may pick the same row; the state check lets one have it.
+                let claimed: Option<(String,)> = sqlx::query_as(
+                    "UPDATE publications SET state = 'delivering', updated_at = $1 \
+                     WHERE id = (SELECT id FROM publications WHERE state = 'queued' ORDER BY created_at, id LIMIT 1) AND state = 'queued' RETURNING id",
+                )
+                .bind(now())
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                let Some((id,)) = claimed else { return Ok(None) };
+                Ok(Some(
+                    sqlx::query_as::<_, Delivery>(
+                        "SELECT p.id AS publication_id, p.workspace_id, p.destination_id, t.provider, t.sealed_token, d.text, d.media \
+                         FROM publications p JOIN destinations t ON t.id = p.destination_id JOIN drafts d ON d.id = p.draft_id WHERE p.id = $1",
+                    )
+                    .bind(&id)
+                    .fetch_one(&self.pool)
+                    .await?,
+                ))
+            }
+
+            async fn finish_delivery(&self, publication_id: &str, delivered: &Delivered) -> Result<(), StoreError> {
+                let (state, post_id, detail) = match delivered {
+                    Delivered::Posted(post_id) => ("delivered", Some(post_id.as_str()), None),
+                    Delivered::NotSent(why) => ("failed", None, Some(why.as_str())),
+                    Delivered::Unknown(why) => ("unknown", None, Some(why.as_str())),
+                };
+                let at = now();
+                let mut tx = self.write().await?;
+                let finished: Option<(String, Cents)> = sqlx::query_as(
+                    "UPDATE publications SET state = $1, provider_post_id = $2, detail = $3, updated_at = $4 \
+                     WHERE id = $5 AND state = 'delivering' RETURNING workspace_id, charge_cents",
+                )
+                .bind(state)
+                .bind(post_id)
+                .bind(detail)
+                .bind(&at)
+                .bind(publication_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((workspace_id, charge_cents)) = finished else {
+                    return Err(StoreError::Conflict(format!("publication `{publication_id}` is not being delivered")));
+                };
+                if state == "failed" && charge_cents > 0 {
+                    let (balance_after_cents,): (Cents,) =
+                        sqlx::query_as("UPDATE workspaces SET balance_cents = balance_cents + $1 WHERE id = $2 RETURNING balance_cents")
+                            .bind(charge_cents)
+                            .bind(&workspace_id)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    // The unique reference makes a second reversal of the same publication impossible.
+                    sqlx::query(
+                        "INSERT INTO ledger (id, workspace_id, kind, amount_cents, balance_after_cents, reference, created_at) VALUES ($1, $2, 'reversal', $3, $4, $5, $6)",
+                    )
+                    .bind(new_id("led"))
+                    .bind(&workspace_id)
+                    .bind(charge_cents)
+                    .bind(balance_after_cents)
+                    .bind(format!("reversal:{publication_id}"))
+                    .bind(&at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn abandon_deliveries(&self, cutoff: &str) -> Result<u64, StoreError> {
+                let mut tx = self.write().await?;
+                let abandoned = sqlx::query(
+                    "UPDATE publications SET state = 'unknown', detail = 'the delivery was interrupted; whether the provider received it is not known', updated_at = $1 \
+                     WHERE state = 'delivering' AND updated_at < $2",
+                )
+                .bind(now())
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok(abandoned)
+            }
+
             $($writes)*
         }
 
@@ -1601,7 +1757,7 @@ pub mod postgres {
                         )?;
                     }
                     Some((balance_after_cents,)) => {
-                        let id = new_id("pub");
+                        let queued = Publication::queued(&record, price);
                         sqlx::query(
                             "INSERT INTO ledger (id, workspace_id, kind, amount_cents, balance_after_cents, reference, created_at) VALUES ($1, $2, 'charge', $3, $4, $5, $6)",
                         )
@@ -1609,21 +1765,12 @@ pub mod postgres {
                         .bind(&workspace_id)
                         .bind(-price)
                         .bind(balance_after_cents)
-                        .bind(format!("publication:{id}"))
+                        .bind(format!("publication:{}", queued.id))
                         .bind(&record.created_at)
                         .execute(&mut *tx)
                         .await?;
                         record.charge_cents = price;
-                        publication = Some(Publication {
-                            id,
-                            workspace_id: workspace_id.clone(),
-                            draft_id: record.draft_id.clone(),
-                            destination_id: record.destination_id.clone(),
-                            decision_id: record.id.clone(),
-                            state: "queued".into(),
-                            charge_cents: price,
-                            created_at: record.created_at.clone(),
-                        });
+                        publication = Some(queued);
                     }
                 }
             }

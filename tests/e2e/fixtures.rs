@@ -87,16 +87,23 @@ pub fn ready(server: &Server, cents: i64) -> (String, String, Value) {
         Some(&server.operator),
         Some(json!({"state": "approved"})),
     );
-    let (_, draft, _) = server.call("POST", "/v1/drafts", Some(&customer), Some(json!({"text": "Launch day!"})));
+    let draft = approved_draft(server, &customer, "Launch day!");
+    (ws, customer, json!({"draft_id": draft, "destination_id": destination}))
+}
+
+/// A draft with `text`, submitted and approved by the customer: its id.
+pub fn approved_draft(server: &Server, customer: &str, text: &str) -> String {
+    let (_, draft, _) = server.call("POST", "/v1/drafts", Some(customer), Some(json!({"text": text})));
     let draft = draft["id"].as_str().unwrap().to_owned();
-    let (_, item, _) = server.call("POST", &format!("/v1/drafts/{draft}/submit"), Some(&customer), None);
-    server.call(
+    let (_, item, _) = server.call("POST", &format!("/v1/drafts/{draft}/submit"), Some(customer), None);
+    let (status, approved, _) = server.call(
         "POST",
         &format!("/v1/approvals/{}/approve", item["id"].as_str().unwrap()),
-        Some(&customer),
+        Some(customer),
         None,
     );
-    (ws, customer, json!({"draft_id": draft, "destination_id": destination}))
+    assert_eq!(status, 200, "{approved}");
+    draft
 }
 
 /// Sets the publishing mode, leaving the other flags off.

@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
-use crate::api::each_backend;
-use crate::fixtures::{ready, set_mode, workspace};
+use crate::api::{each_backend, each_backend_in};
+use crate::fixtures::{approved_draft, ready, set_mode, workspace};
 use crate::support::Server;
 
 fn publish(server: &Server, token: &str, key: &str, body: &Value) -> (u16, Value, String) {
@@ -235,6 +235,80 @@ fn each_gate_denies_its_case_and_nothing_is_charged() {
         let (status, denied, _) = publish(server, &poor, "e", &poor_body);
         assert_eq!((status, code_of(&denied, "credit")), (403, "insufficient_credit".into()));
         assert_eq!(balance(server, &poor_ws, &poor), 3);
+        set_mode(server, "preview");
+    });
+}
+
+/// Polls a publication until it leaves `queued` and `delivering`.
+fn settled(server: &Server, token: &str, id: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, publication, _) = server.call("GET", &format!("/v1/publications/{id}"), Some(token), None);
+        assert_eq!(status, 200, "{publication}");
+        if !matches!(publication["state"].as_str(), Some("queued" | "delivering")) {
+            return publication;
+        }
+        assert!(std::time::Instant::now() < deadline, "never delivered: {publication}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn live_publications_are_delivered_once_and_unsent_ones_refunded() {
+    each_backend_in(|server, data_dir| {
+        let (ws, customer, body) = ready(server, 500);
+        set_mode(server, "live");
+        let queue = |key: &str, body: &Value| {
+            let (status, queued, _) = publish(server, &customer, key, body);
+            assert_eq!(status, 201, "{queued}");
+            queued["publication"]["id"].as_str().unwrap().to_owned()
+        };
+
+        let id = queue("delivered", &body);
+        let delivered = settled(server, &customer, &id);
+        assert_eq!(delivered["state"], "delivered", "{delivered}");
+        assert_eq!(delivered["provider_post_id"], format!("sandbox-post-{id}"));
+        let outbox: Value =
+            serde_json::from_str(&std::fs::read_to_string(data_dir.join(format!("sandbox-outbox/{id}.json"))).unwrap()).unwrap();
+        assert_eq!(
+            (&outbox["text"], &outbox["post_id"]),
+            (&json!("Launch day!"), &delivered["provider_post_id"])
+        );
+        assert_eq!(balance(server, &ws, &customer), 496);
+
+        // Refused before the provider accepted it: failed, and the charge comes back.
+        let refused =
+            json!({"draft_id": approved_draft(server, &customer, "Sale! #sandbox-refuse"), "destination_id": body["destination_id"]});
+        let id = queue("refused", &refused);
+        let failed = settled(server, &customer, &id);
+        assert_eq!(
+            (&failed["state"], &failed["provider_post_id"]),
+            (&json!("failed"), &Value::Null),
+            "{failed}"
+        );
+        assert_eq!(balance(server, &ws, &customer), 496, "the charge is reversed");
+        let (_, ledger, _) = server.call("GET", &format!("/v1/workspaces/{ws}/ledger"), Some(&customer), None);
+        let reversals: Vec<&Value> = ledger["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "reversal")
+            .collect();
+        assert_eq!(reversals.len(), 1, "{ledger}");
+        assert_eq!(
+            (&reversals[0]["amount_cents"], &reversals[0]["reference"]),
+            (&json!(4), &json!(format!("reversal:{id}")))
+        );
+
+        // No answer: the outcome is unknown, it is not sent again, and the charge stands.
+        let silent =
+            json!({"draft_id": approved_draft(server, &customer, "Soon #sandbox-timeout"), "destination_id": body["destination_id"]});
+        let id = queue("silent", &silent);
+        let unknown = settled(server, &customer, &id);
+        assert_eq!(unknown["state"], "unknown", "{unknown}");
+        assert_eq!(balance(server, &ws, &customer), 492);
+        let report = server.get("/v1/decisions/verify");
+        assert_eq!(report["broken"], json!([]), "{report}");
         set_mode(server, "preview");
     });
 }

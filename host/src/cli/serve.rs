@@ -125,6 +125,7 @@ pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
                 tracing::info!(backend = "postgresql", "database ready");
                 serve(
                     args.listen,
+                    context.data_dir.clone(),
                     App {
                         store,
                         operator_hash,
@@ -143,6 +144,7 @@ pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
                 tracing::info!(backend = "sqlite", "database ready");
                 serve(
                     args.listen,
+                    context.data_dir.clone(),
                     App {
                         store,
                         operator_hash,
@@ -161,7 +163,7 @@ pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
     Ok(Exit::Success)
 }
 
-async fn serve<S: Store>(listen: SocketAddr, app: App<S>) -> anyhow::Result<()> {
+async fn serve<S: Store>(listen: SocketAddr, data_dir: std::path::PathBuf, app: App<S>) -> anyhow::Result<()> {
     let app = Arc::new(app);
     let active = Arc::clone(&app.policy);
     let listener = tokio::net::TcpListener::bind(listen)
@@ -172,6 +174,7 @@ async fn serve<S: Store>(listen: SocketAddr, app: App<S>) -> anyhow::Result<()> 
     // Tests and scripts read the bound address (port 0 picks one) from stdout.
     println!("listening on http://{address}");
     tokio::spawn(reload_on_sighup(Arc::clone(&active)));
+    tokio::spawn(crate::delivery::run(app.store.clone(), app.secrets.clone(), data_dir));
     axum::serve(listener, server::router(app))
         .with_graceful_shutdown(shutdown_signal())
         .await

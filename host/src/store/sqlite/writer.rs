@@ -419,7 +419,7 @@ fn decide(connection: &Connection, decision: &Decision) -> Result<Recorded, Stor
                 )?;
             }
             Some(balance_after_cents) => {
-                let id = new_id("pub");
+                let queued = Publication::queued(&record, decision.price);
                 connection
                     .prepare_cached(
                         "INSERT INTO ledger (id, workspace_id, kind, amount_cents, balance_after_cents, reference, created_at) VALUES (?1, ?2, 'charge', ?3, ?4, ?5, ?6)",
@@ -430,22 +430,13 @@ fn decide(connection: &Connection, decision: &Decision) -> Result<Recorded, Stor
                             record.workspace_id,
                             -decision.price,
                             balance_after_cents,
-                            format!("publication:{id}"),
+                            format!("publication:{}", queued.id),
                             record.created_at
                         ])
                     })
                     .map_err(database)?;
                 record.charge_cents = decision.price;
-                publication = Some(Publication {
-                    id,
-                    workspace_id: record.workspace_id.clone(),
-                    draft_id: record.draft_id.clone(),
-                    destination_id: record.destination_id.clone(),
-                    decision_id: record.id.clone(),
-                    state: "queued".into(),
-                    charge_cents: decision.price,
-                    created_at: record.created_at.clone(),
-                });
+                publication = Some(queued);
             }
         }
     }

@@ -11,6 +11,7 @@ mod cli;
 mod decisions;
 mod destinations;
 mod drafts;
+mod durability;
 mod fixtures;
 mod hostile;
 mod policy_files;

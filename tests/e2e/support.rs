@@ -259,6 +259,33 @@ impl Server {
         content_type: &str,
         headers: &[(&str, &str)],
     ) -> (u16, Value, String) {
+        self.try_send(method, path, token, body, content_type, headers).unwrap()
+    }
+
+    /// Calls the API with a JSON body and extra headers; `None` when no answer came (the server died).
+    pub fn try_call_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+        headers: &[(&str, &str)],
+    ) -> Option<(u16, Value)> {
+        let raw = body.to_string();
+        self.try_send(method, path, token, Some(raw.as_bytes()), "application/json", headers)
+            .ok()
+            .map(|(status, body, _)| (status, body))
+    }
+
+    fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+        content_type: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(u16, Value, String), ureq::Error> {
         let url = format!("{}{path}", self.base);
         let mut request = ureq::http::Request::builder().method(method).uri(url);
         for (name, value) in headers {
@@ -273,7 +300,7 @@ impl Server {
                 .run(request.header("Content-Type", content_type).body(body.to_vec()).unwrap()),
             None => self.agent.run(request.body(()).unwrap()),
         };
-        let mut response = response.unwrap();
+        let mut response = response?;
         let status = response.status().as_u16();
         let content_type = response
             .headers()
@@ -284,7 +311,7 @@ impl Server {
         let text = response.body_mut().read_to_string().unwrap_or_default();
         let mut transcript = self.transcript.lock().unwrap();
         transcript.push_str(&format!("{method} {path} -> {status}\n{:?}\n{text}\n", response.headers()));
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null), content_type)
+        Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null), content_type))
     }
 
     /// Sends a signal by name, e.g. `HUP`.

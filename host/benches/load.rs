@@ -384,16 +384,22 @@ mod history {
             ));
             done += rows;
             if statements.len() == 20 || done == n {
-                runtime.block_on(execute(&url, &statements));
+                runtime.block_on(execute(&url, &format!("BEGIN;\n{}\nCOMMIT;", statements.join("\n"))));
                 statements.clear();
             }
         }
+        // Measure the steady state: the seed's WAL folded into the database, and fresh planner statistics.
+        let settle = if url.starts_with("postgres") {
+            "ANALYZE"
+        } else {
+            "PRAGMA wal_checkpoint(TRUNCATE); ANALYZE"
+        };
+        runtime.block_on(execute(&url, settle));
     }
 
-    /// Runs the statements in one transaction; they hold only generated ids, digests and a recorded decision.
-    async fn execute(url: &str, statements: &[String]) {
-        let script = format!("BEGIN;\n{}\nCOMMIT;", statements.join("\n"));
-        let script = sqlx::raw_sql(sqlx::AssertSqlSafe(script));
+    /// Runs a script; it holds only generated ids, digests and a recorded decision.
+    async fn execute(url: &str, script: &str) {
+        let script = sqlx::raw_sql(sqlx::AssertSqlSafe(script.to_owned()));
         if url.starts_with("postgres") {
             let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(url).await.unwrap();
             script.execute(&mut connection).await.unwrap();

@@ -319,6 +319,18 @@ pub struct DecisionRecord {
 }
 
 impl DecisionRecord {
+    /// Turns an allow into a deny, with a host verdict saying why: the gates
+    /// saw a balance that a concurrent charge spent before this one was taken.
+    pub fn deny_unaffordable(&mut self) -> Result<(), StoreError> {
+        self.outcome = "deny".into();
+        self.gates = with_host_verdict(
+            &self.gates,
+            "insufficient_credit_at_charge",
+            "the balance no longer covered the price when the charge was taken",
+        )?;
+        Ok(())
+    }
+
     /// The hash this record must carry: over the previous hash and every field but `seq` and `hash`.
     pub fn expected_hash(&self) -> String {
         let content = serde_json::json!([
@@ -722,15 +734,28 @@ const PUBLICATION_COLUMNS: &str =
 const APPROVAL_COLUMNS: &str =
     "a.id, a.draft_id, a.content_digest, a.status, a.submitted_by, a.created_at, a.decided_at, d.content_digest AS draft_digest";
 
-/// An id with a type prefix and 20 random alphanumeric characters.
+/// An id with a type prefix and 20 alphanumeric characters: the creation
+/// time in milliseconds (8 base-62 digits, so ids sort by time), then 12
+/// random ones (71 bits). Time-ordered ids keep inserts at the right edge
+/// of the id indexes: with random ids, every insert into a table of
+/// millions dirties a random index page, and the write volume grows with history.
 pub fn new_id(prefix: &str) -> String {
     use rand::Rng as _;
-    let body: String = rand::rng()
+    const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let mut time = [b'0'; 8];
+    for digit in time.iter_mut().rev() {
+        *digit = DIGITS[(millis % 62) as usize];
+        millis /= 62;
+    }
+    let random: String = rand::rng()
         .sample_iter(rand::distr::Alphanumeric)
-        .take(20)
+        .take(12)
         .map(char::from)
         .collect();
-    format!("{prefix}_{body}")
+    format!("{prefix}_{}{random}", String::from_utf8_lossy(&time))
 }
 
 /// Now, RFC 3339 in UTC with microseconds.
@@ -1721,7 +1746,7 @@ pub mod postgres {
 
         async fn record_decision(&self, record: DecisionRecord) -> Result<DecisionRecord, StoreError> {
             let mut tx = self.write().await?;
-            let record = append_decision(&mut tx, record).await?;
+            let (record, _) = write_decision(&mut tx, record, None, 0).await?;
             tx.commit().await?;
             Ok(record)
         }
@@ -1730,90 +1755,25 @@ pub mod postgres {
             &self,
             idempotency_key: &str,
             fingerprint: &str,
-            mut record: DecisionRecord,
+            record: DecisionRecord,
             price: Cents,
         ) -> Result<Published, StoreError> {
             let workspace_id = record.workspace_id.clone();
             let mut tx = self.write().await?;
-            if let Some(earlier) = earlier_answer(&mut tx, &workspace_id, idempotency_key, fingerprint).await? {
-                return Ok(earlier);
-            }
-            let mut publication = None;
-            if record.outcome == "allow" {
-                let debited: Option<(Cents,)> =
-                    sqlx::query_as("UPDATE workspaces SET balance_cents = balance_cents - $1 WHERE id = $2 AND balance_cents >= $1 RETURNING balance_cents")
-                        .bind(price)
-                        .bind(&workspace_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                match debited {
-                    // The gates saw a balance that a concurrent charge has since spent: deny.
-                    None => {
-                        record.outcome = "deny".into();
-                        record.gates = with_host_verdict(
-                            &record.gates,
-                            "insufficient_credit_at_charge",
-                            "the balance no longer covered the price when the charge was taken",
-                        )?;
-                    }
-                    Some((balance_after_cents,)) => {
-                        let queued = Publication::queued(&record, price);
-                        sqlx::query(
-                            "INSERT INTO ledger (id, workspace_id, kind, amount_cents, balance_after_cents, reference, created_at) VALUES ($1, $2, 'charge', $3, $4, $5, $6)",
-                        )
-                        .bind(new_id("led"))
-                        .bind(&workspace_id)
-                        .bind(-price)
-                        .bind(balance_after_cents)
-                        .bind(format!("publication:{}", queued.id))
-                        .bind(&record.created_at)
-                        .execute(&mut *tx)
-                        .await?;
-                        record.charge_cents = price;
-                        publication = Some(queued);
-                    }
-                }
-            }
-            let record = append_decision(&mut tx, record).await?;
-            if let Some(publication) = &publication {
-                sqlx::query(
-                    "INSERT INTO publications (id, workspace_id, draft_id, destination_id, decision_id, state, charge_cents, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(&publication.id)
-                .bind(&publication.workspace_id)
-                .bind(&publication.draft_id)
-                .bind(&publication.destination_id)
-                .bind(&publication.decision_id)
-                .bind(&publication.state)
-                .bind(publication.charge_cents)
-                .bind(&publication.created_at)
-                .execute(&mut *tx)
-                .await?;
-            }
-            let claimed = sqlx::query(
-                "INSERT INTO idempotency (workspace_id, key, fingerprint, decision_id, created_at) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(&workspace_id)
-            .bind(idempotency_key)
-            .bind(fingerprint)
-            .bind(&record.id)
-            .bind(&record.created_at)
-            .execute(&mut *tx)
-            .await;
-            match claimed {
-                Ok(_) => {
+            match write_decision(&mut tx, record, Some((idempotency_key, fingerprint)), price).await {
+                Ok((record, publication)) => {
                     tx.commit().await?;
                     Ok(Published::Decided(record, publication))
                 }
                 // A racing retry with the same key committed first: undo everything, answer as it did.
-                Err(err) if is_unique_violation(&err) => {
+                Err(StoreError::Database(err)) if is_unique_violation(&err) => {
                     tx.rollback().await?;
-                    let mut tx = self.write().await?;
-                    let earlier = earlier_answer(&mut tx, &workspace_id, idempotency_key, fingerprint).await?;
-                    tx.commit().await?;
-                    earlier.ok_or(StoreError::NotFound)
+                    let mut conn = self.pool.acquire().await?;
+                    earlier_answer(&mut conn, &workspace_id, idempotency_key, fingerprint)
+                        .await?
+                        .ok_or(StoreError::NotFound)
                 }
-                Err(err) => Err(err.into()),
+                Err(err) => Err(err),
             }
         }
 
@@ -1839,25 +1799,56 @@ pub mod postgres {
         }
     });
 
-    /// Appends `record` to its workspace's hash chain inside the caller's transaction.
-    async fn append_decision(
+    /// Writes a decision at the head of its workspace's chain inside `tx`:
+    /// with its charge, ledger entry and queued publication when it is an
+    /// affordable allowed publication, and with its idempotency claim when
+    /// given. Two round trips hold the workspace's row lock: the lock (with
+    /// the debit), and one statement writing every row.
+    async fn write_decision(
         tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
         mut record: DecisionRecord,
-    ) -> Result<DecisionRecord, StoreError> {
-        // Serialise the workspace's chain: one appender at a time, across processes.
-        sqlx::query("SELECT id FROM workspaces WHERE id = $1 FOR UPDATE")
-            .bind(&record.workspace_id)
-            .execute(&mut **tx)
-            .await?;
-        let previous: Option<(String,)> = sqlx::query_as("SELECT hash FROM decisions WHERE workspace_id = $1 ORDER BY seq DESC LIMIT 1")
+        claim: Option<(&str, &str)>,
+        price: Cents,
+    ) -> Result<(DecisionRecord, Option<Publication>), StoreError> {
+        // The workspace's row lock orders its chain and its charges across processes.
+        let mut locked: Option<(Cents, String)> = None;
+        if record.kind == "publication" && record.outcome == "allow" {
+            locked = sqlx::query_as(
+                "UPDATE workspaces SET balance_cents = balance_cents - $1 WHERE id = $2 AND balance_cents >= $1 RETURNING balance_cents, chain_head",
+            )
+            .bind(price)
             .bind(&record.workspace_id)
             .fetch_optional(&mut **tx)
             .await?;
-        record.prev_hash = previous.map_or_else(|| GENESIS_HASH.to_owned(), |(hash,)| hash);
+            if locked.is_none() {
+                // The gates saw a balance that a concurrent charge has since spent: deny.
+                record.deny_unaffordable()?;
+            }
+        }
+        let publication = locked.is_some().then(|| Publication::queued(&record, price));
+        let (balance_after_cents, head) = match locked {
+            Some(locked) => locked,
+            None => sqlx::query_as("UPDATE workspaces SET chain_head = chain_head WHERE id = $1 RETURNING balance_cents, chain_head")
+                .bind(&record.workspace_id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .ok_or(StoreError::NotFound)?,
+        };
+        record.charge_cents = if publication.is_some() { price } else { 0 };
+        record.prev_hash = head;
         record.hash = record.expected_hash();
+        let (key, fingerprint) = claim.unzip();
         let (seq,): (i64,) = sqlx::query_as(
-            "INSERT INTO decisions (id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING seq",
+            "WITH d AS (INSERT INTO decisions (id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING seq), \
+             h AS (UPDATE workspaces SET chain_head = $15 WHERE id = $2), \
+             l AS (INSERT INTO ledger (id, workspace_id, kind, amount_cents, balance_after_cents, reference, created_at) \
+                 SELECT $16, $2, 'charge', -$12::bigint, $17, 'publication:' || $18::text, $13 WHERE $18::text IS NOT NULL), \
+             p AS (INSERT INTO publications (id, workspace_id, draft_id, destination_id, decision_id, state, charge_cents, created_at) \
+                 SELECT $18::text, $2, $5, $6, $1, 'queued', $12, $13 WHERE $18::text IS NOT NULL), \
+             i AS (INSERT INTO idempotency (workspace_id, key, fingerprint, decision_id, created_at) \
+                 SELECT $2, $19::text, $20::text, $1, $13 WHERE $19::text IS NOT NULL) \
+             SELECT seq FROM d",
         )
         .bind(&record.id)
         .bind(&record.workspace_id)
@@ -1874,10 +1865,15 @@ pub mod postgres {
         .bind(&record.created_at)
         .bind(&record.prev_hash)
         .bind(&record.hash)
+        .bind(new_id("led"))
+        .bind(balance_after_cents)
+        .bind(publication.as_ref().map(|p| p.id.clone()))
+        .bind(key)
+        .bind(fingerprint)
         .fetch_one(&mut **tx)
         .await?;
         record.seq = seq;
-        Ok(record)
+        Ok((record, publication))
     }
 
     /// Connects to PostgreSQL at `url` and migrates it.
@@ -1885,5 +1881,19 @@ pub mod postgres {
         let pool = sqlx::postgres::PgPoolOptions::new().max_connections(8).connect(url).await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         Ok(PgStore { pool })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_sort_by_creation_time_and_differ() {
+        let first = super::new_id("dec");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = super::new_id("dec");
+        assert!(first < second, "{first} then {second}");
+        assert_eq!(first.len(), "dec_".len() + 20);
+        assert!(first[4..].bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(super::new_id("dec"), super::new_id("dec"));
     }
 }

@@ -9,4 +9,7 @@ ALTER TABLE publications ADD CONSTRAINT publications_state_check
 ALTER TABLE publications ADD COLUMN provider_post_id TEXT;
 ALTER TABLE publications ADD COLUMN detail TEXT;
 ALTER TABLE publications ADD COLUMN updated_at TEXT;
-CREATE INDEX publications_in_flight ON publications (state, created_at) WHERE state IN ('queued', 'delivering');
+-- One partial index per state the worker looks for: a query's `state = 'queued'`
+-- matches its index exactly (SQLite cannot prove it implies an IN list).
+CREATE INDEX publications_queued ON publications (created_at, id) WHERE state = 'queued';
+CREATE INDEX publications_delivering ON publications (updated_at) WHERE state = 'delivering';

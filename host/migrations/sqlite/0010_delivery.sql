@@ -21,4 +21,7 @@ INSERT INTO publications_new (id, workspace_id, draft_id, destination_id, decisi
 DROP TABLE publications;
 ALTER TABLE publications_new RENAME TO publications;
 CREATE INDEX publications_by_decision ON publications (decision_id);
-CREATE INDEX publications_in_flight ON publications (state, created_at) WHERE state IN ('queued', 'delivering');
+-- One partial index per state the worker looks for: a query's `state = 'queued'`
+-- matches its index exactly (SQLite cannot prove it implies an IN list).
+CREATE INDEX publications_queued ON publications (created_at, id) WHERE state = 'queued';
+CREATE INDEX publications_delivering ON publications (updated_at) WHERE state = 'delivering';

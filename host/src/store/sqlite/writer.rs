@@ -1,14 +1,15 @@
-//! SQLite's one writer: decisions, charges and usage go through a single
-//! thread that owns a dedicated connection and commits whatever is waiting
-//! as one transaction (group commit).
+//! SQLite's decision path on two threads of its own: one writer, which owns
+//! a connection and commits every decision, charge and usage record waiting
+//! as one transaction (group commit), and one reader for the token and fact
+//! reads, so a read never waits behind a commit's fsync.
 //!
 //! SQLite has one write lock, so more writer connections only queue on it.
 //! Through sqlx every statement is a hop to a connection's worker thread and
 //! back through the async runtime, which on two cores costs more than the
-//! statement; here the statements run on the writer's own thread against a
-//! warm page cache, and one commit (one fsync) covers every request waiting
-//! at that moment. Each caller is answered only after the transaction holding
-//! its rows has committed.
+//! statement; here the statements run on the threads' own connections, and
+//! one commit (one fsync) covers every request waiting at that moment. Each
+//! caller is answered only after the transaction holding its rows has
+//! committed.
 
 use std::path::Path;
 
@@ -24,11 +25,15 @@ const QUEUE: usize = 4096;
 /// Jobs committed in one transaction, at most.
 const MAX_BATCH: usize = 256;
 
-/// A handle to the writer thread; cloning it shares the thread.
+/// A handle to the writer and reader threads; cloning it shares them.
 #[derive(Clone)]
 pub struct Writer {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Write>,
+    reads: mpsc::Sender<Read>,
 }
+
+/// A read on the reader's connection; it answers its caller itself.
+type Read = Box<dyn FnOnce(&Connection) + Send>;
 
 /// What recording a publication decision did.
 #[expect(
@@ -47,16 +52,6 @@ struct Decision {
     claim: Option<(String, String)>,
     record: DecisionRecord,
     price: Cents,
-}
-
-#[expect(
-    clippy::large_enum_variant,
-    reason = "built and moved once per decision; a box would only add an allocation"
-)]
-enum Job {
-    /// A read on the writer's connection; it answers its caller itself.
-    Read(Box<dyn FnOnce(&Connection) + Send>),
-    Write(Write),
 }
 
 #[expect(
@@ -84,28 +79,46 @@ pub struct Usage {
 }
 
 impl Writer {
-    /// Opens its own connection to the (migrated) database file at `path` and starts the writer thread.
+    /// Opens two connections to the (migrated) database file at `path` and starts the writer and reader threads.
     pub fn start(path: &Path) -> Result<Self, StoreError> {
-        let connection = Connection::open(path).map_err(database)?;
-        // FULL: a commit is on disk (WAL fsync) before anyone is answered,
-        // so it survives a power loss, not only a crash.
-        // A 64 MiB page cache and a mapped file: with millions of decisions,
-        // inserts into the random-keyed unique indexes touch pages all over them.
-        connection
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
-                 PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824;",
-            )
-            .map_err(database)?;
-        connection.set_prepared_statement_cache_capacity(32);
+        let connection = open(path)?;
         let (jobs, queue) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || run(connection, queue))
             .map_err(|err| StoreError::Unavailable(format!("cannot start the database writer: {err}")))?;
-        Ok(Self { jobs })
+        let reader = open(path)?;
+        let (reads, mut waiting) = mpsc::channel::<Read>(QUEUE);
+        std::thread::Builder::new()
+            .name("sqlite-reader".into())
+            .spawn(move || {
+                while let Some(read) = waiting.blocking_recv() {
+                    read(&reader);
+                }
+            })
+            .map_err(|err| StoreError::Unavailable(format!("cannot start the database reader: {err}")))?;
+        Ok(Self { jobs, reads })
     }
+}
 
+/// A connection to the database file at `path`, set up as the writer and reader need.
+fn open(path: &Path) -> Result<Connection, StoreError> {
+    let connection = Connection::open(path).map_err(database)?;
+    // FULL: a commit is on disk (WAL fsync) before anyone is answered,
+    // so it survives a power loss, not only a crash.
+    // A 64 MiB page cache and a mapped file: with millions of decisions,
+    // inserts into the random-keyed unique indexes touch pages all over them.
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                 PRAGMA cache_size = -65536; PRAGMA mmap_size = 1073741824;",
+        )
+        .map_err(database)?;
+    connection.set_prepared_statement_cache_capacity(32);
+    Ok(connection)
+}
+
+impl Writer {
     /// Reads what a decision rests on.
     pub async fn facts(&self, workspace_id: &str, draft_id: &str, destination_id: &str, claim: Option<&str>) -> Result<Facts, StoreError> {
         let (workspace_id, draft_id, destination_id) = (workspace_id.to_owned(), draft_id.to_owned(), destination_id.to_owned());
@@ -120,16 +133,15 @@ impl Writer {
         self.read(move |connection| read_token(connection, &hash)).await
     }
 
-    /// Runs `work` on the writer's connection, between two commits. Reads of
-    /// the decision path go here because this connection's page cache stays
-    /// warm: any other connection starts each read after a commit with a cold one.
+    /// Runs `work` on the reader's connection: one thread and one prepared
+    /// statement cache, with no hop through sqlx's worker threads.
     async fn read<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let job = Job::Read(Box::new(move |connection| drop(reply.send(work(connection)))));
-        self.jobs.send(job).await.map_err(|_| stopped())?;
+        let read: Read = Box::new(move |connection| drop(reply.send(work(connection))));
+        self.reads.send(read).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
@@ -140,7 +152,7 @@ impl Writer {
             record,
             price: 0,
         };
-        match self.ask(|reply| Job::Write(Write::Decide(decision, reply))).await? {
+        match self.ask(|reply| Write::Decide(decision, reply)).await? {
             Recorded::Decided(record, _) => Ok(record),
             Recorded::AlreadyClaimed => Err(StoreError::Unavailable("a dry run claims no key".into())),
         }
@@ -153,21 +165,21 @@ impl Writer {
             record,
             price,
         };
-        self.ask(|reply| Job::Write(Write::Decide(decision, reply))).await
+        self.ask(|reply| Write::Decide(decision, reply)).await
     }
 
     /// Counts an API-key request and marks the key as used.
     pub async fn usage(&self, usage: Usage) -> Result<(), StoreError> {
-        self.ask(|reply| Job::Write(Write::Usage(usage, reply))).await
+        self.ask(|reply| Write::Usage(usage, reply)).await
     }
 
     /// Marks a token as used now.
     pub async fn touch(&self, token_id: &str) -> Result<(), StoreError> {
         let id = token_id.to_owned();
-        self.ask(|reply| Job::Write(Write::Touch(id, reply))).await
+        self.ask(|reply| Write::Touch(id, reply)).await
     }
 
-    async fn ask<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job) -> Result<T, StoreError> {
+    async fn ask<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Write) -> Result<T, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.jobs.send(job(reply)).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -182,22 +194,11 @@ fn database(err: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(format!("database: {err}"))
 }
 
-/// The writer's loop: answer the reads waiting, then commit the writes
-/// waiting together, and answer them.
-fn run(mut connection: Connection, mut queue: mpsc::Receiver<Job>) {
-    while let Some(first) = queue.blocking_recv() {
-        let mut writes = Vec::new();
-        let mut next = Some(first);
-        while let Some(job) = next {
-            match job {
-                Job::Read(work) => work(&connection),
-                Job::Write(write) => writes.push(write),
-            }
-            next = if writes.len() < MAX_BATCH { queue.try_recv().ok() } else { None };
-        }
-        if !writes.is_empty() {
-            commit(&mut connection, writes);
-        }
+/// The writer's loop: take the writes waiting, commit them together, answer them.
+fn run(mut connection: Connection, mut queue: mpsc::Receiver<Write>) {
+    let mut writes = Vec::with_capacity(MAX_BATCH);
+    while queue.blocking_recv_many(&mut writes, MAX_BATCH) > 0 {
+        commit(&mut connection, std::mem::take(&mut writes));
     }
 }
 

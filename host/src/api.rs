@@ -65,6 +65,7 @@ pub fn routes<S: Store>(app: &Arc<App<S>>) -> Router<Arc<App<S>>> {
         .route("/v1/decisions/verify", get(decisions::verify::<S>))
         .route("/v1/publications", post(publications::publish::<S>))
         .route("/v1/publications/{id}", get(publications::get_one::<S>))
+        .route("/v1/publications/{id}/resolve", post(publications::resolve::<S>))
         .route("/v1/decisions/{id}", get(decisions::get_one::<S>))
         .route("/v1/destinations", get(destinations::list::<S>))
         .route("/v1/destinations/connect", post(destinations::connect::<S>))

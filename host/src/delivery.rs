@@ -67,7 +67,7 @@ async fn step<S: Store>(store: &S, secrets: &SecretBox, local_dir: &std::path::P
         Delivered::NotSent(why) => tracing::warn!(publication = id, why, "not delivered; charge reversed"),
         Delivered::Unknown(why) => tracing::error!(publication = id, why, "delivery outcome unknown; not retried"),
     }
-    store.finish_delivery(&id, &delivered).await?;
+    store.finish_delivery(&id, "delivering", &delivered).await?;
     Ok(true)
 }
 

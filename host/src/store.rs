@@ -697,9 +697,16 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Claims the oldest queued publication for delivery (it becomes
     /// `delivering`, so no other worker or process sends it), with what its provider needs.
     fn claim_delivery(&self) -> impl Future<Output = Result<Option<Delivery>, StoreError>> + Send;
-    /// Records how a delivery ended. `NotSent` fails the publication and
-    /// reverses its charge with a ledger entry, atomically and at most once.
-    fn finish_delivery(&self, publication_id: &str, delivered: &Delivered) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Records how a delivery in `from_state` (`delivering`, or `unknown`
+    /// when the operator reconciles it) ended. `NotSent` fails the
+    /// publication and reverses its charge with a ledger entry, atomically
+    /// and at most once. A reconciliation is audited.
+    fn finish_delivery(
+        &self,
+        publication_id: &str,
+        from_state: &str,
+        delivered: &Delivered,
+    ) -> impl Future<Output = Result<Publication, StoreError>> + Send;
     /// Marks publications left `delivering` since before `cutoff` as
     /// `unknown`: their worker died mid-call, and sending again could post twice.
     fn abandon_deliveries(&self, cutoff: &str) -> impl Future<Output = Result<u64, StoreError>> + Send;
@@ -1506,7 +1513,7 @@ macro_rules! impl_store {
                 ))
             }
 
-            async fn finish_delivery(&self, publication_id: &str, delivered: &Delivered) -> Result<(), StoreError> {
+            async fn finish_delivery(&self, publication_id: &str, from_state: &str, delivered: &Delivered) -> Result<Publication, StoreError> {
                 let (state, post_id, detail) = match delivered {
                     Delivered::Posted(post_id) => ("delivered", Some(post_id.as_str()), None),
                     Delivered::NotSent(why) => ("failed", None, Some(why.as_str())),
@@ -1514,20 +1521,22 @@ macro_rules! impl_store {
                 };
                 let at = now();
                 let mut tx = self.write().await?;
-                let finished: Option<(String, Cents)> = sqlx::query_as(
+                let finished: Option<Publication> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
                     "UPDATE publications SET state = $1, provider_post_id = $2, detail = $3, updated_at = $4 \
-                     WHERE id = $5 AND state = 'delivering' RETURNING workspace_id, charge_cents",
-                )
+                     WHERE id = $5 AND state = $6 RETURNING {PUBLICATION_COLUMNS}"
+                )))
                 .bind(state)
                 .bind(post_id)
                 .bind(detail)
                 .bind(&at)
                 .bind(publication_id)
+                .bind(from_state)
                 .fetch_optional(&mut *tx)
                 .await?;
-                let Some((workspace_id, charge_cents)) = finished else {
-                    return Err(StoreError::Conflict(format!("publication `{publication_id}` is not being delivered")));
+                let Some(publication) = finished else {
+                    return Err(StoreError::Conflict(format!("publication `{publication_id}` is not {from_state}")));
                 };
+                let (workspace_id, charge_cents) = (publication.workspace_id.clone(), publication.charge_cents);
                 if state == "failed" && charge_cents > 0 {
                     let (balance_after_cents,): (Cents,) =
                         sqlx::query_as("UPDATE workspaces SET balance_cents = balance_cents + $1 WHERE id = $2 RETURNING balance_cents")
@@ -1548,8 +1557,11 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 }
+                if from_state == "unknown" {
+                    audit(&mut tx, &workspace_id, "operator", &format!("publication.resolved.{state}"), publication_id).await?;
+                }
                 tx.commit().await?;
-                Ok(())
+                Ok(publication)
             }
 
             async fn abandon_deliveries(&self, cutoff: &str) -> Result<u64, StoreError> {

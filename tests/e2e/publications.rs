@@ -307,6 +307,27 @@ fn live_publications_are_delivered_once_and_unsent_ones_refunded() {
         let unknown = settled(server, &customer, &id);
         assert_eq!(unknown["state"], "unknown", "{unknown}");
         assert_eq!(balance(server, &ws, &customer), 492);
+
+        // The operator asks the provider and settles it: never received, so the charge comes back, once.
+        let resolve = format!("/v1/publications/{id}/resolve");
+        let failed = json!({"outcome": "failed", "detail": "the provider has no such post"});
+        let (status, _, _) = server.call("POST", &resolve, Some(&customer), Some(failed.clone()));
+        assert_eq!(status, 403, "only the operator settles");
+        let (status, problem, _) = server.call(
+            "POST",
+            &resolve,
+            Some(&server.operator),
+            Some(json!({"outcome": "failed", "detail": ""})),
+        );
+        assert_eq!((status, &problem["type"]), (422, &json!("/problems/invalid_request")), "{problem}");
+        let (status, settled_now, _) = server.call("POST", &resolve, Some(&server.operator), Some(failed.clone()));
+        assert_eq!((status, &settled_now["state"]), (200, &json!("failed")), "{settled_now}");
+        assert_eq!(balance(server, &ws, &customer), 496);
+        let (status, again, _) = server.call("POST", &resolve, Some(&server.operator), Some(failed));
+        assert_eq!((status, &again["type"]), (409, &json!("/problems/conflict")), "{again}");
+        assert_eq!(balance(server, &ws, &customer), 496, "reversed once");
+        let (_, audit, _) = server.call("GET", "/v1/audit", Some(&customer), None);
+        assert!(audit.to_string().contains("publication.resolved.failed"), "{audit}");
         let report = server.get("/v1/decisions/verify");
         assert_eq!(report["broken"], json!([]), "{report}");
         set_mode(server, "preview");

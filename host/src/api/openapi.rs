@@ -25,7 +25,7 @@ send `Authorization: Bearer <token>`."
         drafts::create, drafts::update, drafts::get_one, drafts::list, drafts::preview_draft,
         drafts::submit, drafts::queue, drafts::approve, drafts::reject,
         decisions::get_flags, decisions::set_flags, decisions::dry_run, decisions::list, decisions::verify, decisions::get_one,
-        publications::publish, publications::get_one,
+        publications::publish, publications::get_one, publications::resolve,
     ),
     // Schemas only query parameters name are not collected from the paths.
     components(schemas(crate::model::Outcome)),

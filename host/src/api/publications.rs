@@ -8,11 +8,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::decisions::{Decided, DecisionRequest, asker, decide};
 use super::{App, Body, Caller, PathId, Problem};
-use crate::store::{DecisionRecord, Publication, Published, Store};
+use crate::auth::Principal;
+use crate::store::{DecisionRecord, Delivered, Publication, Published, Store};
 
 /// The route, as its metrics name it.
 const ROUTE: &str = "/v1/publications";
@@ -131,6 +132,59 @@ pub async fn get_one<S: Store>(
             .map_err(|e| Problem::from_store(e, "publication", &id))?,
     ))
 }
+
+/// What the operator found when asking the provider about a publication whose delivery outcome was unknown.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(tag = "outcome", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Resolution {
+    /// The provider has the post.
+    Delivered {
+        /// The provider's id for it.
+        provider_post_id: String,
+    },
+    /// The provider never received it: the publication fails and its charge is reversed.
+    Failed {
+        /// What the provider said.
+        detail: String,
+    },
+}
+
+/// Settles a publication whose delivery outcome is `unknown` (the operator only), after asking its provider. Audited.
+///
+/// `delivered` records the provider's post id; `failed` reverses the charge
+/// with a ledger entry. 409 when the publication is not `unknown`.
+#[utoipa::path(post, path = "/v1/publications/{id}/resolve", tag = "decisions", params(("id" = String, Path)), request_body = Resolution,
+    responses((status = 200, body = Publication), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn resolve<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    PathId(id): PathId,
+    Body(resolution): Body<Resolution>,
+) -> Result<Json<Publication>, Problem> {
+    if caller != Principal::Operator {
+        return Err(Problem::forbidden("only the operator settles an unknown delivery"));
+    }
+    let (Resolution::Delivered { provider_post_id: text } | Resolution::Failed { detail: text }) = &resolution;
+    if !(1..=MAX_RESOLUTION_CHARS).contains(&text.chars().count()) {
+        return Err(Problem::invalid(format!(
+            "`provider_post_id` or `detail` takes 1 to {MAX_RESOLUTION_CHARS} characters"
+        )));
+    }
+    let delivered = match resolution {
+        Resolution::Delivered { provider_post_id } => Delivered::Posted(provider_post_id),
+        Resolution::Failed { detail } => Delivered::NotSent(detail),
+    };
+    Ok(Json(
+        app.store
+            .finish_delivery(&id, "unknown", &delivered)
+            .await
+            .map_err(|e| Problem::from_store(e, "publication", &id))?,
+    ))
+}
+
+/// The longest post id or failure detail the operator may record.
+const MAX_RESOLUTION_CHARS: usize = 500;
 
 /// The denying gates' messages, as one line.
 fn denials(gates: &str) -> String {

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::api::{each_backend, funded_key};
+use crate::fixtures::{approved_destination, approved_draft};
 use crate::support::Server;
 
 fn call(server: &Server, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
@@ -11,40 +12,11 @@ fn call(server: &Server, method: &str, path: &str, token: &str, body: Option<Val
     (status, body)
 }
 
-/// A workspace ready to publish but for the flags: an approved draft to an approved, connected destination.
+/// A workspace ready to publish but for the flags: an approved draft to an approved, connected destination, and a key to ask.
 fn ready(server: &Server) -> (String, String, String, String, String) {
     let (ws, customer, agent) = funded_key(server, json!(["drafts:write", "drafts:read", "publish:request"]));
-    let (_, started) = call(
-        server,
-        "POST",
-        "/v1/destinations/connect",
-        &customer,
-        Some(json!({"provider": "sandbox"})),
-    );
-    let (_, destination, _) = server.call(
-        "GET",
-        &format!("/v1/destinations/callback?state={}&code=c1", started["state"].as_str().unwrap()),
-        None,
-        None,
-    );
-    let destination = destination["id"].as_str().unwrap().to_owned();
-    call(
-        server,
-        "PUT",
-        &format!("/v1/destinations/{destination}/review"),
-        &server.operator,
-        Some(json!({"state": "approved"})),
-    );
-    let (_, draft) = call(server, "POST", "/v1/drafts", &agent, Some(json!({"text": "Launch day!"})));
-    let draft = draft["id"].as_str().unwrap().to_owned();
-    let (_, item) = call(server, "POST", &format!("/v1/drafts/{draft}/submit"), &agent, None);
-    call(
-        server,
-        "POST",
-        &format!("/v1/approvals/{}/approve", item["id"].as_str().unwrap()),
-        &customer,
-        None,
-    );
+    let destination = approved_destination(server, &customer);
+    let draft = approved_draft(server, &customer, "Launch day!");
     (ws, customer, agent, draft, destination)
 }
 

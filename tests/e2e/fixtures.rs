@@ -59,7 +59,8 @@ pub fn workspace(server: &Server, name: &str) -> (String, String) {
     )
 }
 
-/// A workspace with `cents`, an approved draft to an approved sandbox destination, and live publishing.
+/// A workspace with `cents`, and an approved draft to an approved sandbox
+/// destination: ready to publish but for the flags (preview by default).
 pub fn ready(server: &Server, cents: i64) -> (String, String, Value) {
     let (ws, customer) = workspace(server, "Publisher");
     server.call(
@@ -68,10 +69,17 @@ pub fn ready(server: &Server, cents: i64) -> (String, String, Value) {
         Some(&server.operator),
         Some(json!({"amount_cents": cents, "reference": "funding"})),
     );
+    let destination = approved_destination(server, &customer);
+    let draft = approved_draft(server, &customer, "Launch day!");
+    (ws, customer, json!({"draft_id": draft, "destination_id": destination}))
+}
+
+/// A sandbox destination the customer connected and the operator's provider review approved: its id.
+pub fn approved_destination(server: &Server, customer: &str) -> String {
     let (_, started, _) = server.call(
         "POST",
         "/v1/destinations/connect",
-        Some(&customer),
+        Some(customer),
         Some(json!({"provider": "sandbox"})),
     );
     let (_, destination, _) = server.call(
@@ -81,14 +89,14 @@ pub fn ready(server: &Server, cents: i64) -> (String, String, Value) {
         None,
     );
     let destination = destination["id"].as_str().unwrap().to_owned();
-    server.call(
+    let (status, reviewed, _) = server.call(
         "PUT",
         &format!("/v1/destinations/{destination}/review"),
         Some(&server.operator),
         Some(json!({"state": "approved"})),
     );
-    let draft = approved_draft(server, &customer, "Launch day!");
-    (ws, customer, json!({"draft_id": draft, "destination_id": destination}))
+    assert_eq!(status, 200, "{reviewed}");
+    destination
 }
 
 /// A draft with `text`, submitted and approved by the customer: its id.

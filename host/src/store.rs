@@ -1649,6 +1649,39 @@ macro_rules! impl_store {
     };
 }
 
+/// Work to run on a store, whichever backend it turns out to be: written once, generic over the backend.
+pub trait WithStore {
+    /// What the work gives back.
+    type Output;
+    /// Runs on the opened, migrated store.
+    fn run<S: Store>(self, store: S) -> impl Future<Output = Self::Output>;
+}
+
+/// Opens the database at `url` (`postgres://…`, `postgresql://…` or `sqlite:…`), migrates it,
+/// and runs `work` on it. The backend is chosen here, once; an error says why it cannot open.
+pub async fn with_store<W: WithStore>(url: &str, work: W) -> anyhow::Result<W::Output> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = postgres::connect(url)
+            .await
+            .map_err(|err| anyhow::anyhow!("cannot open the PostgreSQL database: {err}"))?;
+        tracing::info!(backend = "postgresql", "database ready");
+        Ok(work.run(store).await)
+    } else if url.starts_with("sqlite:") {
+        let store = sqlite::connect(url)
+            .await
+            .map_err(|err| anyhow::anyhow!("cannot open the SQLite database: {err}"))?;
+        tracing::info!(backend = "sqlite", "database ready");
+        Ok(work.run(store).await)
+    } else {
+        anyhow::bail!("--database-url must start with `postgres://` or `sqlite:`")
+    }
+}
+
+/// The default database: the SQLite file `postgate.db` in the data directory.
+pub fn default_url(data_dir: &std::path::Path) -> String {
+    format!("sqlite://{}", data_dir.join("postgate.db").display())
+}
+
 /// SQLite, the embedded default.
 pub mod sqlite {
     use super::*;

@@ -1,7 +1,5 @@
 //! `postgate audit verify`: walk every workspace's decision chain.
 
-use anyhow::anyhow;
-
 use super::{CliError, Context, Exit, internal, invalid};
 use crate::store::{self, ChainReport};
 
@@ -13,30 +11,27 @@ pub struct Args {
     database_url: Option<String>,
 }
 
+/// Walks the chains of whichever store the URL names.
+struct Verify;
+
+impl store::WithStore for Verify {
+    type Output = Result<ChainReport, store::StoreError>;
+
+    async fn run<S: store::Store>(self, store: S) -> Self::Output {
+        store::verify_chains(&store).await
+    }
+}
+
 /// Prints how many decisions verify and every broken link; exits 1 when a chain is broken.
 pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
-    let url = args
-        .database_url
-        .unwrap_or_else(|| format!("sqlite://{}", context.data_dir.join("postgate.db").display()));
+    let url = args.database_url.unwrap_or_else(|| store::default_url(&context.data_dir));
     let report: ChainReport = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(internal)?
-        .block_on(async {
-            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                let store = store::postgres::connect(&url)
-                    .await
-                    .map_err(|err| invalid(anyhow!("cannot open the PostgreSQL database: {err}")))?;
-                store::verify_chains(&store).await.map_err(internal)
-            } else if url.starts_with("sqlite:") {
-                let store = store::sqlite::connect(&url)
-                    .await
-                    .map_err(|err| invalid(anyhow!("cannot open the SQLite database: {err}")))?;
-                store::verify_chains(&store).await.map_err(internal)
-            } else {
-                Err(invalid(anyhow!("--database-url must start with `postgres://` or `sqlite:`")))
-            }
-        })?;
+        .block_on(store::with_store(&url, Verify))
+        .map_err(invalid)?
+        .map_err(internal)?;
     for link in &report.broken {
         println!(
             "broken  workspace {}: decision {}: {}",

@@ -109,61 +109,52 @@ pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
         Some(url) => url,
         None => {
             std::fs::create_dir_all(&context.data_dir).map_err(internal)?;
-            format!("sqlite://{}", context.data_dir.join("postgate.db").display())
+            store::default_url(&context.data_dir)
         }
+    };
+    let server = Server {
+        listen: args.listen,
+        data_dir: context.data_dir.clone(),
+        operator_hash,
+        policy: active,
+        secrets,
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(internal)?
-        .block_on(async {
-            // The backend is chosen here, once; the server is built for it.
-            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                let store = store::postgres::connect(&url)
-                    .await
-                    .map_err(|err| invalid(anyhow!("cannot open the PostgreSQL database: {err}")))?;
-                tracing::info!(backend = "postgresql", "database ready");
-                serve(
-                    args.listen,
-                    context.data_dir.clone(),
-                    App {
-                        store,
-                        operator_hash,
-                        policy: active,
-                        secrets,
-                        rate_limits: Default::default(),
-                        metrics: Default::default(),
-                    },
-                )
-                .await
-                .map_err(internal)
-            } else if url.starts_with("sqlite:") {
-                let store = store::sqlite::connect(&url)
-                    .await
-                    .map_err(|err| invalid(anyhow!("cannot open the SQLite database: {err}")))?;
-                tracing::info!(backend = "sqlite", "database ready");
-                serve(
-                    args.listen,
-                    context.data_dir.clone(),
-                    App {
-                        store,
-                        operator_hash,
-                        policy: active,
-                        secrets,
-                        rate_limits: Default::default(),
-                        metrics: Default::default(),
-                    },
-                )
-                .await
-                .map_err(internal)
-            } else {
-                Err(invalid(anyhow!("--database-url must start with `postgres://` or `sqlite:`")))
-            }
-        })?;
+        .block_on(store::with_store(&url, server))
+        .map_err(invalid)?
+        .map_err(internal)?;
     Ok(Exit::Success)
 }
 
-async fn serve<S: Store>(listen: SocketAddr, data_dir: std::path::PathBuf, app: App<S>) -> anyhow::Result<()> {
+/// Everything the server needs but its store.
+struct Server {
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    operator_hash: String,
+    policy: Arc<ActivePolicy>,
+    secrets: SecretBox,
+}
+
+impl store::WithStore for Server {
+    type Output = anyhow::Result<()>;
+
+    async fn run<S: Store>(self, store: S) -> anyhow::Result<()> {
+        let app = App {
+            store,
+            operator_hash: self.operator_hash,
+            policy: self.policy,
+            secrets: self.secrets,
+            rate_limits: Default::default(),
+            metrics: Default::default(),
+        };
+        serve(self.listen, self.data_dir, app).await
+    }
+}
+
+async fn serve<S: Store>(listen: SocketAddr, data_dir: PathBuf, app: App<S>) -> anyhow::Result<()> {
     let app = Arc::new(app);
     let active = Arc::clone(&app.policy);
     let listener = tokio::net::TcpListener::bind(listen)

@@ -1534,7 +1534,12 @@ macro_rules! impl_store {
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some(publication) = finished else {
-                    return Err(StoreError::Conflict(format!("publication `{publication_id}` is not {from_state}")));
+                    let exists: Option<(String,)> =
+                        sqlx::query_as("SELECT id FROM publications WHERE id = $1").bind(publication_id).fetch_optional(&mut *tx).await?;
+                    return Err(match exists {
+                        Some(_) => StoreError::Conflict(format!("publication `{publication_id}` is not {from_state}")),
+                        None => StoreError::NotFound,
+                    });
                 };
                 let (workspace_id, charge_cents) = (publication.workspace_id.clone(), publication.charge_cents);
                 if state == "failed" && charge_cents > 0 {

@@ -323,8 +323,10 @@ fn live_publications_are_delivered_once_and_unsent_ones_refunded() {
         let (status, settled_now, _) = server.call("POST", &resolve, Some(&server.operator), Some(failed.clone()));
         assert_eq!((status, &settled_now["state"]), (200, &json!("failed")), "{settled_now}");
         assert_eq!(balance(server, &ws, &customer), 496);
-        let (status, again, _) = server.call("POST", &resolve, Some(&server.operator), Some(failed));
+        let (status, again, _) = server.call("POST", &resolve, Some(&server.operator), Some(failed.clone()));
         assert_eq!((status, &again["type"]), (409, &json!("/problems/conflict")), "{again}");
+        let (status, missing, _) = server.call("POST", "/v1/publications/pub_missing/resolve", Some(&server.operator), Some(failed));
+        assert_eq!((status, &missing["type"]), (404, &json!("/problems/not_found")), "{missing}");
         assert_eq!(balance(server, &ws, &customer), 496, "reversed once");
         let (_, audit, _) = server.call("GET", "/v1/audit", Some(&customer), None);
         assert!(audit.to_string().contains("publication.resolved.failed"), "{audit}");

@@ -321,6 +321,7 @@ mod history {
                     draft_id: draft.to_owned(),
                     destination_id: destination.to_owned(),
                     request_digest: text(&sample["request_digest"]),
+                    request: None,
                     policy: text(&sample["policy"]),
                     revision: text(&sample["revision"]),
                     outcome: "allow".into(),

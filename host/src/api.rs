@@ -7,19 +7,20 @@ mod destinations;
 mod drafts;
 mod openapi;
 mod problem;
+mod policy;
 mod publications;
 mod usage;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 
 use crate::auth::{self, Principal, Scope, TokenKind};
-use crate::server::ActivePolicy;
+use crate::lifecycle::ActivePolicy;
 use crate::store::Store;
 
 pub use openapi::ApiDoc;
@@ -38,6 +39,8 @@ pub struct App<S> {
     pub policy: Arc<ActivePolicy>,
     /// Seals provider tokens at rest.
     pub secrets: crate::secrets::SecretBox,
+    /// Strict mode: distinct reviewers who must sign off each component of an uploaded policy (0: off).
+    pub sign_offs_required: usize,
     /// Per-key rate limits.
     pub rate_limits: usage::RateLimits,
     /// Request counts and times.
@@ -63,6 +66,18 @@ pub fn routes<S: Store>(app: &Arc<App<S>>) -> Router<Arc<App<S>>> {
         .route("/v1/decisions", get(decisions::list::<S>))
         .route("/v1/decisions/dry-run", post(decisions::dry_run::<S>))
         .route("/v1/decisions/verify", get(decisions::verify::<S>))
+        .route(
+            "/v1/policy",
+            get(policy::active::<S>).put(policy::upload::<S>).layer(DefaultBodyLimit::max(policy::MAX_UPLOAD_BYTES)),
+        )
+        .route("/v1/policy/revisions", get(policy::history::<S>))
+        .route("/v1/policy/rollback", post(policy::rollback::<S>))
+        .route(
+            "/v1/policy/diff",
+            post(policy::diff::<S>).layer(DefaultBodyLimit::max(policy::MAX_UPLOAD_BYTES)),
+        )
+        .route("/v1/gates/{id}", get(policy::gate::<S>))
+        .route("/v1/gates/{id}/sign-off", post(policy::sign_off::<S>))
         .route("/v1/publications", post(publications::publish::<S>))
         .route("/v1/publications/{id}", get(publications::get_one::<S>))
         .route("/v1/publications/{id}/resolve", post(publications::resolve::<S>))

@@ -8,6 +8,7 @@ mod gate_inspect;
 mod gate_new;
 mod gate_test;
 mod policy_check;
+mod policy_diff;
 mod policy_lock;
 mod preview;
 mod serve;
@@ -23,7 +24,7 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0   success; for `eval`, the chain allows
   1   `eval`: the chain denies; `gate test`: a case failed; `preview`: the draft breaks a rule;
-      `audit verify`: a decision chain is broken
+      `audit verify`: a decision chain is broken; `policy diff`: an outcome would change
   3   `eval`: the chain is pending (waiting on a human)
   64  invalid input: arguments, request, policy or gate
   70  internal error";
@@ -82,7 +83,7 @@ enum Command {
     /// Build, test, inspect and scaffold gates.
     #[command(subcommand)]
     Gate(GateCommand),
-    /// Check and lock policy manifests.
+    /// Check, lock and diff policy manifests.
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// Verify the decision log.
@@ -117,6 +118,9 @@ enum PolicyCommand {
     Check(policy_check::Args),
     /// Write each gate's current component digest into the policy.
     Lock(policy_lock::Args),
+    /// Replay recorded decisions against a candidate policy: which outcomes would change.
+    #[command(after_help = EXIT_CODES)]
+    Diff(policy_diff::Args),
 }
 
 /// Shared by the subcommands: where state lives.
@@ -154,6 +158,7 @@ pub fn run() -> ExitCode {
         Command::Gate(GateCommand::New(args)) => gate_new::run(args),
         Command::Policy(PolicyCommand::Check(args)) => policy_check::run(args, &context),
         Command::Policy(PolicyCommand::Lock(args)) => policy_lock::run(args),
+        Command::Policy(PolicyCommand::Diff(args)) => policy_diff::run(args, &context),
         Command::Preview(args) => preview::run(args),
         Command::Audit(AuditCommand::Verify(args)) => audit_verify::run(args, &context),
     };

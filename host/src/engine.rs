@@ -15,7 +15,7 @@ mod gate;
 mod runtime;
 
 pub use chain::{Chain, Decision, GateInfo, GateResult};
-pub use gate::{GateLoadError, Inspection, import_treatment};
+pub use gate::{Description, GateLoadError, Inspection, import_treatment, read_component};
 pub use runtime::{Runtime, RuntimeOptions};
 
 /// The sha256 of `bytes`, lowercase hex: how gates are pinned and cached.

@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cli;
 pub mod delivery;
 pub mod engine;
+pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod policy;

@@ -14,6 +14,7 @@
 //! sha256 = "…"            # written by `postgate policy lock`
 //! source = "../gates/credit"
 //! on_error = "deny"       # the default; "allow" fails open, always reported
+//! mode = "enforce"        # the default; "monitor" runs and records it, never deciding
 //! config = { price_cents = 4 }
 //! limits = { memory_mib = 8, deadline_ms = 10, fuel = 10_000_000 }
 //! ```
@@ -51,8 +52,9 @@ pub struct Policy {
 pub struct GateSpec {
     /// The gate's name in this policy.
     pub name: String,
-    /// The component file, resolved against the manifest's directory.
-    pub component: PathBuf,
+    /// The component file, resolved against the manifest's directory; a
+    /// policy uploaded to the server may name its components by pin alone.
+    pub component: Option<PathBuf>,
     /// The pinned sha256 of the component, lowercase hex.
     pub sha256: Option<String>,
     /// Where a reviewer finds the gate's source.
@@ -63,6 +65,27 @@ pub struct GateSpec {
     pub limits: Limits,
     /// What a runtime failure of the gate means for the decision.
     pub on_error: FailureMode,
+    /// Whether the gate's verdict counts, or is only recorded.
+    pub mode: GateMode,
+}
+
+/// Whether a gate's verdict decides, or is recorded beside the decision.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum GateMode {
+    /// The verdict counts: a deny denies.
+    #[default]
+    Enforce,
+    /// Shadow: the gate runs on every decision and its verdict is recorded,
+    /// but it never changes the outcome. How a new gate is tried on live traffic.
+    Monitor,
+}
+
+impl GateMode {
+    /// Whether this is the default, enforcing mode.
+    pub fn is_enforce(&self) -> bool {
+        *self == Self::Enforce
+    }
 }
 
 /// A configuration value a gate receives.
@@ -167,7 +190,7 @@ struct Manifest {
 #[serde(deny_unknown_fields)]
 struct GateManifest {
     name: String,
-    component: PathBuf,
+    component: Option<PathBuf>,
     sha256: Option<String>,
     source: Option<String>,
     #[serde(default)]
@@ -176,6 +199,8 @@ struct GateManifest {
     limits: Limits,
     #[serde(default)]
     on_error: FailureMode,
+    #[serde(default)]
+    mode: GateMode,
 }
 
 impl Policy {
@@ -255,14 +280,18 @@ impl Policy {
                 .map(|(key, value)| config_value(&format!("{at}.config.{key}"), value).map(|v| (key, v)))
                 .collect::<Result<_, _>>()?;
             gates.push(GateSpec {
-                component: base.join(&gate.component),
+                component: gate.component.map(|component| base.join(component)),
                 name: gate.name,
                 sha256: gate.sha256,
                 source: gate.source,
                 config,
                 limits: gate.limits,
                 on_error: gate.on_error,
+                mode: gate.mode,
             });
+        }
+        if gates.iter().all(|gate: &GateSpec| !gate.mode.is_enforce()) {
+            return Err("every gate is in `monitor` mode: a policy needs at least one gate that enforces".into());
         }
         Ok(Self {
             name: manifest.name,
@@ -352,6 +381,6 @@ bé = 2
         assert!(one.revision.starts_with("rev_") && one.revision.len() == 20);
         assert_ne!(one.revision, two.revision);
         assert_eq!(one.gates[0].limits, Limits::default());
-        assert_eq!(one.gates[0].component, Path::new("a.wasm"));
+        assert_eq!(one.gates[0].component.as_deref(), Some(Path::new("a.wasm")));
     }
 }

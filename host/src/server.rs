@@ -1,9 +1,7 @@
 //! The HTTP server: health, readiness, the active chain for reviewers, and the API.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, Uri};
 use axum::routing::get;
@@ -12,67 +10,8 @@ use serde::Serialize;
 
 use crate::api::{self, App, Caller, MAX_BODY_BYTES, Problem};
 use crate::auth::Principal;
-use crate::engine::{Chain, GateInfo, Runtime};
-use crate::policy::Policy;
+use crate::engine::GateInfo;
 use crate::store::Store;
-
-/// The active policy, swappable atomically while requests are in flight.
-pub struct ActivePolicy {
-    runtime: Runtime,
-    path: PathBuf,
-    chain: ArcSwap<Chain>,
-}
-
-/// Why a policy was not activated.
-#[derive(Debug, thiserror::Error)]
-pub enum ActivationError {
-    /// The manifest is invalid.
-    #[error(transparent)]
-    Policy(#[from] crate::policy::PolicyError),
-    /// A gate could not be loaded.
-    #[error("gate `{gate}` {fault}")]
-    Gate {
-        /// The gate.
-        gate: String,
-        /// Why.
-        fault: String,
-    },
-}
-
-impl ActivePolicy {
-    /// Loads the policy at `path`. A chain with broken gates still becomes
-    /// active (it denies everything: fail closed); check [`Chain::faults`].
-    pub fn load(runtime: Runtime, path: PathBuf) -> Result<Self, crate::policy::PolicyError> {
-        let policy = Policy::load(&path)?;
-        let chain = Arc::new(runtime.load(&policy));
-        Ok(Self {
-            runtime,
-            path,
-            chain: ArcSwap::new(chain),
-        })
-    }
-
-    /// The chain new requests run on. Hold the `Arc` for the whole request.
-    pub fn current(&self) -> Arc<Chain> {
-        self.chain.load_full()
-    }
-
-    /// Re-reads the policy file and swaps it in, only if every gate loads:
-    /// a bad policy never replaces a good one.
-    pub fn reload(&self) -> Result<Arc<Chain>, ActivationError> {
-        let policy = Policy::load(&self.path)?;
-        let chain = self.runtime.load(&policy);
-        if let Some((gate, fault)) = chain.faults().first() {
-            return Err(ActivationError::Gate {
-                gate: (*gate).to_owned(),
-                fault: fault.to_string(),
-            });
-        }
-        let chain = Arc::new(chain);
-        self.chain.store(Arc::clone(&chain));
-        Ok(chain)
-    }
-}
 
 /// The router the server runs, for the store chosen at start.
 pub fn router<S: Store>(app: Arc<App<S>>) -> Router {

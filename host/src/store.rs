@@ -13,6 +13,10 @@ use serde::Serialize;
 use sqlx::FromRow;
 
 use crate::auth::{NewToken, Scope};
+
+#[macro_use]
+mod revisions;
+pub use revisions::{Activation, ReplayInput, Revision, RevisionStore, SignOff};
 use crate::model::{self, GateRequest, MediaRef};
 
 /// Money, in integer cents.
@@ -300,6 +304,10 @@ pub struct DecisionRecord {
     pub destination_id: String,
     /// sha256 of the gate request, as canonical JSON.
     pub request_digest: String,
+    /// The gate request itself, as canonical JSON: what `policy diff` replays
+    /// against a candidate policy. Covered by `request_digest`.
+    #[serde(skip)]
+    pub request: Option<String>,
     /// The policy's name.
     pub policy: String,
     /// The policy revision the whole chain ran on.
@@ -557,7 +565,7 @@ pub enum StoreError {
 }
 
 /// The operations the API needs from storage.
-pub trait Store: Clone + Send + Sync + 'static {
+pub trait Store: RevisionStore + Clone + Send + Sync + 'static {
     /// Whether the database answers.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Creates a workspace with its first customer token; audited.
@@ -731,7 +739,7 @@ pub trait Store: Clone + Send + Sync + 'static {
 }
 
 /// The columns of the structs read back from each table, in their field order.
-const DECISION_COLUMNS: &str = "seq, id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash";
+const DECISION_COLUMNS: &str = "seq, id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, request, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash";
 const LEDGER_COLUMNS: &str = "seq, id, kind, amount_cents, balance_after_cents, reference, created_at";
 const API_KEY_COLUMNS: &str = "id, label, display_prefix, scopes, rate_limit_per_minute, created_at, last_used_at, revoked_at";
 const PUBLICATION_COLUMNS: &str =
@@ -1738,6 +1746,8 @@ pub mod sqlite {
         }
     });
 
+    impl_revision_store!(SqliteStore);
+
     /// Opens (creating if missing) the SQLite file at `url` in WAL mode, migrates it, and starts its writer.
     pub async fn connect(url: &str) -> anyhow::Result<SqliteStore> {
         use std::str::FromStr as _;
@@ -1849,6 +1859,8 @@ pub mod postgres {
         }
     });
 
+    impl_revision_store!(PgStore);
+
     /// Writes a decision at the head of its workspace's chain inside `tx`:
     /// with its charge, ledger entry and queued publication when it is an
     /// affordable allowed publication, and with its idempotency claim when
@@ -1889,8 +1901,8 @@ pub mod postgres {
         record.hash = record.expected_hash();
         let (key, fingerprint) = claim.unzip();
         let (seq,): (i64,) = sqlx::query_as(
-            "WITH d AS (INSERT INTO decisions (id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING seq), \
+            "WITH d AS (INSERT INTO decisions (id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash, request) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $21) RETURNING seq), \
              h AS (UPDATE workspaces SET chain_head = $15 WHERE id = $2), \
              l AS (INSERT INTO ledger (id, workspace_id, kind, amount_cents, balance_after_cents, reference, created_at) \
                  SELECT $16, $2, 'charge', -$12::bigint, $17, 'publication:' || $18::text, $13 WHERE $18::text IS NOT NULL), \
@@ -1920,6 +1932,7 @@ pub mod postgres {
         .bind(publication.as_ref().map(|p| p.id.clone()))
         .bind(key)
         .bind(fingerprint)
+        .bind(&record.request)
         .fetch_one(&mut **tx)
         .await?;
         record.seq = seq;

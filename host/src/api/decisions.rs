@@ -160,6 +160,7 @@ pub(super) async fn decide<S: Store>(
         draft_id: body.draft_id,
         destination_id: body.destination_id,
         request_digest: crate::engine::sha256_hex(&canonical),
+        request: Some(String::from_utf8(canonical).map_err(Problem::internal)?),
         policy: decision.policy.clone(),
         revision: decision.revision.clone(),
         outcome: decision.outcome.to_string(),

@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{accounts, decisions, destinations, drafts, publications, usage};
+use super::{accounts, decisions, destinations, drafts, policy, publications, usage};
 use crate::server;
 
 /// Every route of the API and server.
@@ -26,6 +26,7 @@ send `Authorization: Bearer <token>`."
         drafts::submit, drafts::queue, drafts::approve, drafts::reject,
         decisions::get_flags, decisions::set_flags, decisions::dry_run, decisions::list, decisions::verify, decisions::get_one,
         publications::publish, publications::get_one, publications::resolve,
+        policy::active, policy::history, policy::upload, policy::rollback, policy::diff, policy::sign_off, policy::gate,
     ),
     // Schemas only query parameters name are not collected from the paths.
     components(schemas(crate::model::Outcome)),

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use super::gate_build::{self, Built};
 use super::{CliError, Context, Exit, invalid};
 use crate::model::{GateRequest, Outcome};
-use crate::policy::{self, ConfigValue, FailureMode, GateSpec, Limits, Policy};
+use crate::policy::{self, ConfigValue, FailureMode, GateMode, GateSpec, Limits, Policy};
 
 /// Arguments of `postgate gate test`: the gates to build and test.
 #[derive(clap::Args)]
@@ -109,12 +109,13 @@ fn run_case(
     let request = GateRequest::from_json(&request.to_string()).map_err(|err| format!("the patched request is invalid: {err}"))?;
     let spec = GateSpec {
         name: gate.name.clone(),
-        component: gate.path.clone(),
+        component: Some(gate.path.clone()),
         sha256: Some(gate.digest.clone()),
         source: None,
         config: config_values(config)?,
         limits: Limits::default(),
         on_error: FailureMode::Deny,
+        mode: GateMode::Enforce,
     };
     let policy = Policy {
         name: "gate-test".into(),

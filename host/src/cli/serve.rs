@@ -11,7 +11,8 @@ use super::{CliError, Context, Exit, internal, invalid};
 use crate::api::App;
 use crate::auth::{self, TokenKind};
 use crate::secrets::SecretBox;
-use crate::server::{self, ActivePolicy};
+use crate::lifecycle::{self, ActivePolicy};
+use crate::server;
 use crate::store::{self, Store};
 
 /// Arguments of `postgate serve`.
@@ -20,13 +21,18 @@ pub struct Args {
     /// The address to listen on; port 0 picks a free port.
     #[arg(long, env = "POSTGATE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// The policy manifest; SIGHUP re-reads it.
+    /// The policy manifest: the first revision on a database that has none;
+    /// SIGHUP stores and activates it again.
     #[arg(long, env = "POSTGATE_POLICY", default_value = "policies/default.toml")]
     policy: PathBuf,
     /// `postgres://…` for PostgreSQL, `sqlite://FILE` for SQLite; by default
     /// the SQLite file `postgate.db` in the data directory.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Strict mode: distinct reviewers who must sign off each gate component
+    /// of a policy uploaded with `PUT /v1/policy`; 0 turns strict mode off.
+    #[arg(long, env = "POSTGATE_SIGN_OFFS", default_value_t = 1)]
+    sign_offs: usize,
 }
 
 /// The environment variable holding the operator's token.
@@ -118,6 +124,7 @@ pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
         operator_hash,
         policy: active,
         secrets,
+        sign_offs: args.sign_offs,
     };
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -136,6 +143,7 @@ struct Server {
     operator_hash: String,
     policy: Arc<ActivePolicy>,
     secrets: SecretBox,
+    sign_offs: usize,
 }
 
 impl store::WithStore for Server {
@@ -147,6 +155,7 @@ impl store::WithStore for Server {
             operator_hash: self.operator_hash,
             policy: self.policy,
             secrets: self.secrets,
+            sign_offs_required: self.sign_offs,
             rate_limits: Default::default(),
             metrics: Default::default(),
         };
@@ -155,8 +164,12 @@ impl store::WithStore for Server {
 }
 
 async fn serve<S: Store>(listen: SocketAddr, data_dir: PathBuf, app: App<S>) -> anyhow::Result<()> {
+    lifecycle::start(&app.store, &app.policy)
+        .await
+        .context("cannot start on the active policy revision")?;
+    let chain = app.policy.current();
+    tracing::info!(policy = chain.policy(), revision = chain.revision(), "policy active");
     let app = Arc::new(app);
-    let active = Arc::clone(&app.policy);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -164,7 +177,8 @@ async fn serve<S: Store>(listen: SocketAddr, data_dir: PathBuf, app: App<S>) -> 
     tracing::info!(%address, "listening");
     // Tests and scripts read the bound address (port 0 picks one) from stdout.
     println!("listening on http://{address}");
-    tokio::spawn(reload_on_sighup(Arc::clone(&active)));
+    tokio::spawn(reload_on_sighup(app.store.clone(), Arc::clone(&app.policy)));
+    tokio::spawn(lifecycle::follow(app.store.clone(), Arc::clone(&app.policy)));
     tokio::spawn(crate::delivery::run(app.store.clone(), app.secrets.clone(), data_dir));
     axum::serve(listener, server::router(app))
         .with_graceful_shutdown(shutdown_signal())
@@ -174,17 +188,37 @@ async fn serve<S: Store>(listen: SocketAddr, data_dir: PathBuf, app: App<S>) -> 
     Ok(())
 }
 
-async fn reload_on_sighup(active: Arc<ActivePolicy>) {
+/// On SIGHUP, reads the policy file again and, if every gate loads, stores it
+/// as a revision and activates it here and, through the database, everywhere.
+async fn reload_on_sighup<S: Store>(store: S, active: Arc<ActivePolicy>) {
     let Ok(mut hangups) = signal(SignalKind::hangup()) else {
         tracing::warn!("cannot listen for SIGHUP: policy reload is off");
         return;
     };
     while hangups.recv().await.is_some() {
         let target = Arc::clone(&active);
-        match tokio::task::spawn_blocking(move || target.reload()).await {
-            Ok(Ok(chain)) => tracing::info!(policy = chain.policy(), revision = chain.revision(), "policy swapped"),
-            Ok(Err(err)) => tracing::error!(error = %err, "policy refused; the active policy stays"),
-            Err(err) => tracing::error!(error = %err, "policy reload crashed; the active policy stays"),
+        let (candidate, chain) = match tokio::task::spawn_blocking(move || target.read_file()).await {
+            Ok(Ok(reloaded)) => reloaded,
+            Ok(Err(err)) => {
+                tracing::error!(error = %err, "policy refused; the active policy stays");
+                continue;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "policy reload crashed; the active policy stays");
+                continue;
+            }
+        };
+        let stored = async {
+            store.hold_components(&candidate.components).await?;
+            store.activate(&candidate.revision("host file")?, "reload", "host (SIGHUP)", "policy file reloaded", false).await
+        };
+        // Stored first: were it swapped in first, following the database would swap it out again.
+        match stored.await {
+            Ok(_) => {
+                let chain = active.install(chain);
+                tracing::info!(policy = chain.policy(), revision = chain.revision(), "policy swapped");
+            }
+            Err(err) => tracing::error!(error = %err, revision = chain.revision(), "policy not activated: the database failed; the active policy stays"),
         }
     }
 }

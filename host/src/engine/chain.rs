@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::bindings::Request;
 use super::gate::{GateLoadError, LoadedGate};
 use crate::model::{GateRequest, Outcome};
-use crate::policy::{ConfigValue, FailureMode, GateSpec, Limits, Policy};
+use crate::policy::{ConfigValue, FailureMode, GateMode, GateSpec, Limits, Policy};
 
 /// One gate of a chain: loaded, or broken (and then it denies everything).
 enum Slot {
@@ -67,6 +67,9 @@ pub struct GateResult {
     /// True when the gate failed and its policy made it allow anyway.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub failed_open: bool,
+    /// `monitor` for a shadow gate, whose verdict is recorded but does not count.
+    #[serde(skip_serializing_if = "GateMode::is_enforce")]
+    pub mode: GateMode,
 }
 
 /// What reviewers see of a gate in the active chain.
@@ -82,8 +85,8 @@ pub struct GateInfo {
     pub digest: String,
     /// The component's size in bytes.
     pub size: usize,
-    /// The component file.
-    pub component: String,
+    /// The component file it was read from, when it was read from one.
+    pub component: Option<String>,
     /// Where its source lives.
     pub source: Option<String>,
     /// Its configuration (a JSON object).
@@ -94,6 +97,8 @@ pub struct GateInfo {
     pub limits: Limits,
     /// Whether a failure denies or allows.
     pub on_error: FailureMode,
+    /// Whether its verdict counts (`enforce`) or is only recorded (`monitor`).
+    pub mode: GateMode,
     /// Why it could not be loaded, when it could not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
@@ -161,7 +166,7 @@ impl Chain {
                 Slot::Broken(spec, err) => LoadedGate::broken(spec, err),
             })
             .collect();
-        let outcome = combine(gates.iter().map(|g| g.outcome));
+        let outcome = combine(gates.iter().filter(|g| g.mode.is_enforce()).map(|g| g.outcome));
         let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         Decision {
             outcome,
@@ -201,11 +206,12 @@ impl Chain {
                     summary: loaded.map(|g| g.description.summary.clone()).unwrap_or_default(),
                     digest: loaded.map_or_else(|| spec.sha256.clone().unwrap_or_default(), |g| g.digest.clone()),
                     size: loaded.map_or(0, |g| g.size),
-                    component: spec.component.display().to_string(),
+                    component: spec.component.as_ref().map(|path| path.display().to_string()),
                     source: spec.source.clone(),
                     config: spec.config.clone(),
                     limits: spec.limits,
                     on_error: spec.on_error,
+                    mode: spec.mode,
                     fault,
                 }
             })
@@ -218,7 +224,8 @@ fn as_object<S: serde::Serializer, V: Serialize>(pairs: &[(String, V)], serializ
     serializer.collect_map(pairs.iter().map(|(k, v)| (k, v)))
 }
 
-/// Deny if any denies; else pending if any is pending; else allow. An empty chain denies.
+/// Deny if any denies; else pending if any is pending; else allow. An empty chain denies
+/// (a chain of monitor gates alone decides nothing, so it denies).
 fn combine(outcomes: impl Iterator<Item = Outcome>) -> Outcome {
     let mut combined = None;
     for outcome in outcomes {

@@ -39,6 +39,12 @@ const MAX_EVIDENCE_VALUE_BYTES: usize = 512;
 /// Why a gate could not be loaded. Any of these refuses a policy at load time.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum GateLoadError {
+    /// The server holds no component with the gate's pinned digest.
+    #[error("the server holds no component with sha256 {digest}: upload it with the policy")]
+    NotHeld {
+        /// The pinned digest.
+        digest: String,
+    },
     /// The component file could not be read.
     #[error("cannot read component `{path}`: {message}")]
     Read {
@@ -235,13 +241,9 @@ pub(crate) struct LoadedGate {
 }
 
 impl LoadedGate {
-    /// Reads, verifies, compiles and checks the gate `spec` names.
-    pub(crate) fn load(runtime: &Runtime, spec: &GateSpec) -> Result<Self, GateLoadError> {
-        let bytes = std::fs::read(&spec.component).map_err(|err| GateLoadError::Read {
-            path: spec.component.display().to_string(),
-            message: err.to_string(),
-        })?;
-        let digest = super::sha256_hex(&bytes);
+    /// Verifies, compiles and checks `bytes` as the gate `spec` names.
+    pub(crate) fn load(runtime: &Runtime, spec: &GateSpec, bytes: &[u8]) -> Result<Self, GateLoadError> {
+        let digest = super::sha256_hex(bytes);
         match &spec.sha256 {
             None => return Err(GateLoadError::Unpinned { found: digest }),
             Some(pinned) if *pinned != digest => {
@@ -253,7 +255,7 @@ impl LoadedGate {
             Some(_) => {}
         }
         let (component, origin) = runtime
-            .compile(&digest, &bytes)
+            .compile(&digest, bytes)
             .map_err(|err| GateLoadError::Invalid(one_line(&err)))?;
         let pre = link(runtime.engine(), &component)?;
         let evaluate = component
@@ -297,6 +299,7 @@ impl LoadedGate {
             fuel,
             error: None,
             failed_open: false,
+            mode: self.spec.mode,
         };
         match verdict {
             Ok(verdict) => {
@@ -361,8 +364,21 @@ impl LoadedGate {
             fuel: 0,
             error: Some(error.to_string()),
             failed_open: false,
+            mode: spec.mode,
         }
     }
+}
+
+/// Reads the component file `spec` names.
+pub fn read_component(spec: &GateSpec) -> Result<Vec<u8>, GateLoadError> {
+    let path = spec.component.as_deref().ok_or_else(|| GateLoadError::Read {
+        path: String::new(),
+        message: "the policy names no component file for this gate".into(),
+    })?;
+    std::fs::read(path).map_err(|err| GateLoadError::Read {
+        path: path.display().to_string(),
+        message: err.to_string(),
+    })
 }
 
 /// A fresh store for one gate run: its own memory cap, fuel and deadline.

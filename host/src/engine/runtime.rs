@@ -11,7 +11,7 @@ use wasmtime::{Config, Enabled, InstanceAllocationStrategy, OptLevel, PoolingAll
 use super::cache::{Cache, Origin};
 use super::chain::Chain;
 use super::gate::{GateLoadError, Inspection, LoadedGate};
-use crate::policy::{Limits, Policy};
+use crate::policy::{GateSpec, Limits, Policy};
 
 /// How often the epoch advances: the granularity of gate deadlines.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -83,7 +83,17 @@ impl Runtime {
     /// chain as broken and denies every request; callers that must not serve
     /// such a chain check [`Chain::faults`].
     pub fn load(&self, policy: &Policy) -> Chain {
-        let gates = policy.gates.iter().map(|spec| LoadedGate::load(self, spec)).collect();
+        self.load_with(policy, super::gate::read_component)
+    }
+
+    /// Loads every gate of `policy` from the bytes `component` gives for each,
+    /// as [`Runtime::load`] does from the component files.
+    pub fn load_with(&self, policy: &Policy, component: impl Fn(&GateSpec) -> Result<Vec<u8>, GateLoadError>) -> Chain {
+        let gates = policy
+            .gates
+            .iter()
+            .map(|spec| component(spec).and_then(|bytes| LoadedGate::load(self, spec, &bytes)))
+            .collect();
         Chain::new(self.engine.clone(), policy, gates)
     }
 

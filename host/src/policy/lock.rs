@@ -19,8 +19,7 @@ pub fn lock(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
     };
     let mut pins = Vec::new();
     for (table, gate) in tables.iter_mut().zip(&policy.gates) {
-        let bytes = std::fs::read(&gate.component)
-            .with_context(|| format!("gate `{}`: cannot read component `{}`", gate.name, gate.component.display()))?;
+        let bytes = crate::engine::read_component(gate).with_context(|| format!("gate `{}`", gate.name))?;
         let digest = crate::engine::sha256_hex(&bytes);
         table["sha256"] = toml_edit::value(digest.clone());
         pins.push((gate.name.clone(), digest));

@@ -448,8 +448,8 @@ fn decide(connection: &Connection, decision: &Decision) -> Result<Recorded, Stor
     record.hash = record.expected_hash();
     record.seq = connection
         .prepare_cached(
-            "INSERT INTO decisions (id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) RETURNING seq",
+            "INSERT INTO decisions (id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash, request) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) RETURNING seq",
         )
         .and_then(|mut s| {
             s.query_row(
@@ -468,7 +468,8 @@ fn decide(connection: &Connection, decision: &Decision) -> Result<Recorded, Stor
                     record.charge_cents,
                     record.created_at,
                     record.prev_hash,
-                    record.hash
+                    record.hash,
+                    record.request
                 ],
                 |row| row.get(0),
             )

@@ -1,0 +1,499 @@
+//! The policy lifecycle over HTTP: the active revision and its history,
+//! uploads and rollbacks (the operator), gate provenance and sign-offs
+//! (reviewers), and diffs of a candidate against recorded decisions.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use super::{App, Body, Caller, Params, PathId, Problem};
+use crate::auth::Principal;
+use crate::engine::GateInfo;
+use crate::lifecycle::{self, ActivationError, Candidate, DiffReport, MissingSignOff, RevisionGate};
+use crate::store::{Activation, SignOff, Store, StoreError};
+
+/// The gate contract every gate implements, as reviewers read it.
+pub const GATE_WIT: &str = include_str!("../../../wit/gate.wit");
+/// The world a gate component targets.
+pub const GATE_WORLD: &str = "postgate:gate/safety-gate@0.1.0";
+/// Requests carrying components may be this large.
+pub const MAX_UPLOAD_BYTES: usize = 16 << 20;
+/// The longest note on an activation or sign-off.
+const MAX_NOTE_CHARS: usize = 2_000;
+
+/// A stored revision, as the API shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RevisionView {
+    /// `rev_…`: 16 hex digits of the manifest's sha256, which covers every pin.
+    id: String,
+    /// The policy's name.
+    name: String,
+    /// The gates in chain order, with their digests and modes.
+    gates: Vec<RevisionGate>,
+    /// The manifest, as written.
+    manifest: String,
+    /// Who first stored it.
+    created_by: String,
+    /// RFC 3339, UTC.
+    created_at: String,
+}
+
+/// One entry of the activation history.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ActivationView {
+    /// Position in the history: the cursor of `GET /v1/policy/revisions`.
+    seq: i64,
+    /// The revision activated.
+    revision: String,
+    /// `bootstrap`, `reload`, `upload` or `rollback`.
+    action: String,
+    /// Who activated it: `operator`, or `host` for the policy file.
+    actor: String,
+    /// Why, in their words.
+    note: String,
+    /// RFC 3339, UTC.
+    activated_at: String,
+}
+
+impl From<Activation> for ActivationView {
+    fn from(activation: Activation) -> Self {
+        Self {
+            seq: activation.seq,
+            revision: activation.revision_id,
+            action: activation.action,
+            actor: activation.actor,
+            note: activation.note,
+            activated_at: activation.created_at,
+        }
+    }
+}
+
+/// The active policy.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ActivePolicyView {
+    /// The revision active in the database, which every process follows.
+    revision: RevisionView,
+    /// How it became active.
+    activation: ActivationView,
+    /// The revision the answering process runs: the same, unless it is still swapping.
+    running: String,
+    /// Distinct reviewers strict mode requires per gate component of an upload (0: strict mode off).
+    sign_offs_required: usize,
+}
+
+/// One revision in the history, with how it became active.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct HistoryEntry {
+    /// The activation.
+    #[serde(flatten)]
+    activation: ActivationView,
+    /// The policy's name.
+    name: String,
+    /// The gates in chain order, with their digests and modes.
+    gates: Vec<RevisionGate>,
+}
+
+/// A page of the history, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct HistoryPage {
+    items: Vec<HistoryEntry>,
+    /// Pass as `before` for the next, older page.
+    next_cursor: Option<i64>,
+}
+
+/// `?before=SEQ&limit=N`.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    before: Option<i64>,
+    limit: Option<i64>,
+}
+
+/// A policy to upload: its manifest and any components the server does not hold yet.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyUpload {
+    /// The manifest (TOML). Every gate pins its component with `sha256`; `component` paths are ignored.
+    manifest: String,
+    /// Component files, base64; each is matched to the gates by its sha256.
+    #[serde(default)]
+    components: Vec<String>,
+    /// Why, for the history.
+    #[serde(default)]
+    note: String,
+}
+
+/// A candidate policy to replay recorded decisions against.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiffRequest {
+    /// The candidate's manifest (TOML), as for `PUT /v1/policy`.
+    manifest: String,
+    /// Component files the server does not hold yet, base64.
+    #[serde(default)]
+    components: Vec<String>,
+    /// Replay decisions recorded since this time: RFC 3339, or a duration back from now such as `2h`.
+    since: String,
+    /// Replay at most this many decisions (default 10,000, at most 100,000).
+    limit: Option<i64>,
+}
+
+/// Which revision to reactivate.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    /// A revision that was active before; by default the one active before the current one.
+    revision: Option<String>,
+    /// Why, for the history.
+    #[serde(default)]
+    note: String,
+}
+
+/// A reviewer's sign-off.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignOffRequest {
+    /// What was checked: source read, build reproduced, tests run.
+    note: String,
+}
+
+/// A gate component as a reviewer inspects it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct GateDetail {
+    /// The component's sha256.
+    digest: String,
+    /// Its size in bytes.
+    size: usize,
+    /// The gate's description of itself.
+    name: String,
+    /// Its version.
+    version: String,
+    /// What it checks.
+    summary: String,
+    /// The WIT world it implements.
+    world: &'static str,
+    /// The WIT package of the gate contract: exactly what a gate sees and may return.
+    wit: &'static str,
+    /// Where it sits in the active chain (config, limits, mode, source reference), if it does.
+    active: Option<GateInfo>,
+    /// Reviewers' sign-offs of this digest.
+    sign_offs: Vec<SignOff>,
+}
+
+fn not_operator(caller: &Principal, what: &str) -> Result<(), Problem> {
+    if *caller == Principal::Operator {
+        Ok(())
+    } else {
+        Err(Problem::forbidden(&format!("only the operator {what}")))
+    }
+}
+
+fn readers_only(caller: &Principal) -> Result<(), Problem> {
+    if matches!(caller, Principal::ApiKey { .. }) {
+        return Err(Problem::forbidden("API keys do not read the policy"));
+    }
+    Ok(())
+}
+
+fn note(text: &str) -> Result<&str, Problem> {
+    if text.chars().count() > MAX_NOTE_CHARS {
+        return Err(Problem::invalid(format!("`note` takes at most {MAX_NOTE_CHARS} characters")));
+    }
+    Ok(text.trim())
+}
+
+fn view(revision: crate::store::Revision) -> Result<RevisionView, Problem> {
+    Ok(RevisionView {
+        gates: serde_json::from_str(&revision.gates).map_err(Problem::internal)?,
+        id: revision.id,
+        name: revision.name,
+        manifest: revision.manifest,
+        created_by: revision.created_by,
+        created_at: revision.created_at,
+    })
+}
+
+fn refused(err: ActivationError) -> Problem {
+    match err {
+        ActivationError::Store(err) => Problem::internal(err),
+        ActivationError::UnknownRevision(id) => Problem::not_found("revision", &id),
+        err @ (ActivationError::Policy(_) | ActivationError::Gate { .. }) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "policy_invalid",
+            "Policy refused",
+            format!("{err}; the active policy stays"),
+        ),
+    }
+}
+
+fn decode(components: &[String]) -> Result<Vec<Vec<u8>>, Problem> {
+    components
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .map_err(|err| Problem::invalid(format!("`components[{i}]` is not base64: {err}")))
+        })
+        .collect()
+}
+
+/// An uploaded candidate with every component it needs, the held ones included.
+async fn candidate<S: Store>(app: &App<S>, manifest: &str, components: &[String]) -> Result<Candidate, Problem> {
+    let candidate = Candidate::from_upload(manifest, decode(components)?).map_err(refused)?;
+    candidate.with_held(&app.store).await.map_err(Problem::internal)
+}
+
+/// The active policy revision, how it became active, and what this process runs.
+#[utoipa::path(get, path = "/v1/policy", tag = "policy", responses((status = 200, body = ActivePolicyView), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub async fn active<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller) -> Result<Json<ActivePolicyView>, Problem> {
+    readers_only(&caller)?;
+    let activation = app
+        .store
+        .activations(i64::MAX, 1)
+        .await
+        .map_err(Problem::internal)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Problem::not_found("active policy revision", "(none: the policy file has broken gates)"))?;
+    let revision = app
+        .store
+        .revision(&activation.revision_id)
+        .await
+        .map_err(Problem::internal)?
+        .ok_or_else(|| Problem::internal(format!("revision {} is activated but not stored", activation.revision_id)))?;
+    Ok(Json(ActivePolicyView {
+        revision: view(revision)?,
+        activation: activation.into(),
+        running: app.policy.current().revision().to_owned(),
+        sign_offs_required: app.sign_offs_required,
+    }))
+}
+
+/// The activation history, newest first: who activated which revision, when, how and why.
+#[utoipa::path(get, path = "/v1/policy/revisions", tag = "policy", params(HistoryQuery), responses((status = 200, body = HistoryPage), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub async fn history<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    Params(query): Params<HistoryQuery>,
+) -> Result<Json<HistoryPage>, Problem> {
+    readers_only(&caller)?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(Problem::invalid("`limit` must be 1 to 200"));
+    }
+    Ok(Json(history_page(&app.store, query.before.unwrap_or(i64::MAX), limit).await?))
+}
+
+/// A page of the activation history with each revision's gates.
+pub async fn history_page<S: Store>(store: &S, before: i64, limit: i64) -> Result<HistoryPage, Problem> {
+    let activations = store.activations(before, limit).await.map_err(Problem::internal)?;
+    let next_cursor = (activations.len() as i64 == limit).then(|| activations.last().map(|a| a.seq)).flatten();
+    let mut items = Vec::with_capacity(activations.len());
+    for activation in activations {
+        let revision = store
+            .revision(&activation.revision_id)
+            .await
+            .map_err(Problem::internal)?
+            .ok_or_else(|| Problem::internal(format!("revision {} is activated but not stored", activation.revision_id)))?;
+        items.push(HistoryEntry {
+            name: revision.name,
+            gates: serde_json::from_str(&revision.gates).map_err(Problem::internal)?,
+            activation: activation.into(),
+        });
+    }
+    Ok(HistoryPage { items, next_cursor })
+}
+
+/// Uploads a policy (the operator): validated, compiled, checked for sign-offs
+/// in strict mode, stored as a revision and activated on every process.
+/// Components are held even when the policy is refused, so reviewers can inspect and sign them off.
+#[utoipa::path(put, path = "/v1/policy", tag = "policy", request_body = PolicyUpload, responses((status = 201, body = RevisionView), (status = 409, description = "strict mode: gates lack sign-offs; `missing` lists them", body = Problem, content_type = "application/problem+json"), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub async fn upload<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    Body(upload): Body<PolicyUpload>,
+) -> Result<(StatusCode, Json<RevisionView>), Problem> {
+    not_operator(&caller, "uploads policies")?;
+    let note = note(&upload.note)?.to_owned();
+    let uploaded = Candidate::from_upload(&upload.manifest, decode(&upload.components)?).map_err(refused)?;
+    app.store.hold_components(&uploaded.components).await.map_err(Problem::internal)?;
+    let candidate = Arc::new(uploaded.with_held(&app.store).await.map_err(Problem::internal)?);
+    let chain = lifecycle::compile(&app.policy, Arc::clone(&candidate)).await.map_err(refused)?;
+    let missing = lifecycle::missing_sign_offs(&app.store, &candidate, app.sign_offs_required)
+        .await
+        .map_err(Problem::internal)?;
+    if !missing.is_empty() {
+        return Err(missing_sign_offs(&missing));
+    }
+    let revision = candidate.revision("operator").map_err(Problem::internal)?;
+    app.store
+        .activate(&revision, "upload", "operator", &note, false)
+        .await
+        .map_err(Problem::internal)?;
+    app.policy.install(chain);
+    tracing::info!(revision = %revision.id, "policy uploaded and activated");
+    let stored = app.store.revision(&revision.id).await.map_err(Problem::internal)?.unwrap_or(revision);
+    Ok((StatusCode::CREATED, Json(view(stored)?)))
+}
+
+/// Strict mode's refusal, listing every gate short of sign-offs.
+fn missing_sign_offs(missing: &[MissingSignOff]) -> Problem {
+    let listed: Vec<String> = missing
+        .iter()
+        .map(|m| format!("`{}` ({}: {} of {})", m.gate, m.digest, m.have, m.need))
+        .collect();
+    Problem::new(
+        StatusCode::CONFLICT,
+        "sign_off_missing",
+        "Sign-offs missing",
+        format!(
+            "strict mode: these gates lack reviewer sign-offs: {}; a reviewer signs each off with `POST /v1/gates/{{digest}}/sign-off`",
+            listed.join(", ")
+        ),
+    )
+    .with("missing", serde_json::to_value(missing).unwrap_or_default())
+}
+
+/// Reactivates an earlier revision (the operator), on every process.
+#[utoipa::path(post, path = "/v1/policy/rollback", tag = "policy", request_body = Rollback, responses((status = 200, body = RevisionView), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub async fn rollback<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    Body(request): Body<Rollback>,
+) -> Result<Json<RevisionView>, Problem> {
+    not_operator(&caller, "rolls back the policy")?;
+    let note = note(&request.note)?.to_owned();
+    let recent = app.store.activations(i64::MAX, 200).await.map_err(Problem::internal)?;
+    let current = recent.first().map(|a| a.revision_id.clone());
+    let target = match request.revision {
+        // Revisions are stored only as they are activated: any stored one was active once.
+        Some(id) => id,
+        None => recent
+            .iter()
+            .map(|a| &a.revision_id)
+            .find(|id| Some(*id) != current.as_ref())
+            .cloned()
+            .ok_or_else(|| Problem::new(StatusCode::CONFLICT, "nothing_to_roll_back", "Nothing to roll back", "no other revision was ever active"))?,
+    };
+    if Some(&target) == current.as_ref() {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "already_active",
+            "Already active",
+            format!("revision `{target}` is the active one"),
+        ));
+    }
+    let candidate = Arc::new(Candidate::stored(&app.store, &target).await.map_err(refused)?);
+    let chain = lifecycle::compile(&app.policy, Arc::clone(&candidate)).await.map_err(refused)?;
+    let revision = candidate.revision("operator").map_err(Problem::internal)?;
+    app.store
+        .activate(&revision, "rollback", "operator", &note, false)
+        .await
+        .map_err(Problem::internal)?;
+    app.policy.install(chain);
+    tracing::info!(revision = %target, "policy rolled back");
+    let stored = app.store.revision(&target).await.map_err(Problem::internal)?.unwrap_or(revision);
+    Ok(Json(view(stored)?))
+}
+
+/// Replays recorded decisions against a candidate policy and reports which
+/// outcomes would change (the operator and reviewers). Nothing is activated or written.
+#[utoipa::path(post, path = "/v1/policy/diff", tag = "policy", request_body = DiffRequest, responses((status = 200, body = DiffReport), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub async fn diff<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    Body(request): Body<DiffRequest>,
+) -> Result<Json<DiffReport>, Problem> {
+    if !matches!(caller, Principal::Operator | Principal::Reviewer { .. }) {
+        return Err(Problem::forbidden("the operator and reviewers diff policies"));
+    }
+    let limit = request.limit.unwrap_or(lifecycle::DIFF_LIMIT);
+    if !(1..=lifecycle::MAX_DIFF_LIMIT).contains(&limit) {
+        return Err(Problem::invalid(format!("`limit` must be 1 to {}", lifecycle::MAX_DIFF_LIMIT)));
+    }
+    let since = lifecycle::parse_since(&request.since).map_err(Problem::invalid)?;
+    let candidate = Arc::new(candidate(&app, &request.manifest, &request.components).await?);
+    let chain = lifecycle::compile(&app.policy, candidate).await.map_err(refused)?;
+    let report = lifecycle::diff(&app.store, Arc::new(chain), &since, limit)
+        .await
+        .map_err(Problem::internal)?;
+    Ok(Json(report))
+}
+
+/// Signs off a gate component the server holds (reviewers only). Audited; a repeat changes nothing.
+#[utoipa::path(post, path = "/v1/gates/{id}/sign-off", tag = "gates", params(("id" = String, Path, description = "the component's sha256")), request_body = SignOffRequest, responses((status = 201, body = SignOff), (status = 200, description = "signed off before", body = SignOff), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub async fn sign_off<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    PathId(digest): PathId,
+    Body(request): Body<SignOffRequest>,
+) -> Result<(StatusCode, Json<SignOff>), Problem> {
+    let Principal::Reviewer { id: reviewer } = caller else {
+        return Err(Problem::forbidden("only reviewers sign off gates, never the operator who uploads them"));
+    };
+    let (sign_off, created) = record_sign_off(&app.store, &reviewer, &digest, &request.note).await?;
+    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(sign_off)))
+}
+
+/// Records `reviewer`'s sign-off of `digest`, checked.
+pub async fn record_sign_off<S: Store>(store: &S, reviewer: &str, digest: &str, text: &str) -> Result<(SignOff, bool), Problem> {
+    if !is_digest(digest) {
+        return Err(Problem::invalid(format!("`{digest}` is not a sha256: expected 64 lowercase hex digits")));
+    }
+    let text = note(text)?;
+    if text.is_empty() {
+        return Err(Problem::invalid("`note` must say what was checked"));
+    }
+    store.sign_off(digest, reviewer, text).await.map_err(|err| match err {
+        StoreError::NotFound => Problem::not_found("gate component", digest),
+        other => Problem::internal(other),
+    })
+}
+
+fn is_digest(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A gate by its name in the active chain, or any held component by its sha256:
+/// digest, size, self-description, WIT world and contract, place in the chain, sign-offs.
+#[utoipa::path(get, path = "/v1/gates/{id}", tag = "gates", params(("id" = String, Path, description = "a gate name of the active chain, or a component's sha256")), responses((status = 200, body = GateDetail), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
+pub async fn gate<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, PathId(id): PathId) -> Result<Json<GateDetail>, Problem> {
+    readers_only(&caller)?;
+    Ok(Json(gate_detail(&app, &id).await?))
+}
+
+/// What [`gate`] answers, for the API and the console.
+pub async fn gate_detail<S: Store>(app: &App<S>, id: &str) -> Result<GateDetail, Problem> {
+    let chain = app.policy.current();
+    let active = chain.gates().into_iter().find(|gate| gate.name == id || gate.digest == id);
+    let digest = match &active {
+        Some(gate) => gate.digest.clone(),
+        None if is_digest(id) => id.to_owned(),
+        None => return Err(Problem::not_found("gate", id)),
+    };
+    let held = app.store.components(std::slice::from_ref(&digest)).await.map_err(Problem::internal)?;
+    let bytes = held.get(&digest).ok_or_else(|| Problem::not_found("gate component", &digest))?;
+    let inspection = app.policy.runtime().inspect(bytes).map_err(|err| Problem::internal(format!("held component {digest}: {err}")))?;
+    let description = inspection.description.unwrap_or_else(|| crate::engine::Description {
+        name: String::new(),
+        version: String::new(),
+        summary: String::new(),
+    });
+    Ok(GateDetail {
+        size: bytes.len(),
+        name: description.name,
+        version: description.version,
+        summary: description.summary,
+        world: GATE_WORLD,
+        wit: GATE_WIT,
+        sign_offs: app.store.sign_offs(std::slice::from_ref(&digest)).await.map_err(Problem::internal)?,
+        digest,
+        active,
+    })
+}

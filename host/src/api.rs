@@ -1,13 +1,13 @@
 //! The REST surface: every error is RFC 9457 problem+json, every request
 //! body is size-limited, and every route learns its caller from one extractor.
 
-mod accounts;
+pub(crate) mod accounts;
 mod decisions;
 mod destinations;
-mod drafts;
+pub(crate) mod drafts;
 mod openapi;
+pub(crate) mod policy;
 mod problem;
-mod policy;
 mod publications;
 mod usage;
 
@@ -68,7 +68,9 @@ pub fn routes<S: Store>(app: &Arc<App<S>>) -> Router<Arc<App<S>>> {
         .route("/v1/decisions/verify", get(decisions::verify::<S>))
         .route(
             "/v1/policy",
-            get(policy::active::<S>).put(policy::upload::<S>).layer(DefaultBodyLimit::max(policy::MAX_UPLOAD_BYTES)),
+            get(policy::active::<S>)
+                .put(policy::upload::<S>)
+                .layer(DefaultBodyLimit::max(policy::MAX_UPLOAD_BYTES)),
         )
         .route("/v1/policy/revisions", get(policy::history::<S>))
         .route("/v1/policy/rollback", post(policy::rollback::<S>))
@@ -125,57 +127,59 @@ impl Caller {
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or_else(Problem::unauthenticated)?;
-        let kind = auth::kind_of(token.trim()).ok_or_else(Problem::invalid_token)?;
-        let hash = auth::hash(token.trim());
-        match kind {
-            TokenKind::Operator => {
-                return if auth::same_hash(&hash, &app.operator_hash) {
-                    Ok(Self(Principal::Operator))
-                } else {
-                    Err(Problem::invalid_token())
-                };
-            }
-            TokenKind::Reviewer => {
-                let id = app
-                    .store
-                    .reviewer_by_hash(&hash)
-                    .await
-                    .map_err(Problem::internal)?
-                    .ok_or_else(Problem::invalid_token)?;
-                return Ok(Self(Principal::Reviewer { id }));
-            }
-            TokenKind::Customer | TokenKind::ApiKey => {}
+        let token = token.trim();
+        if auth::kind_of(token) != Some(TokenKind::ApiKey) {
+            return person(app, token).await.map(Self);
         }
+        let hash = auth::hash(token);
         let record = app.store.token(&hash).await.map_err(Problem::internal)?;
         let record = record
-            .filter(|r| r.revoked_at.is_none() && auth::same_hash(&r.hash, &hash))
+            .filter(|r| r.revoked_at.is_none() && r.kind == "api_key" && auth::same_hash(&r.hash, &hash))
             .ok_or_else(Problem::invalid_token)?;
-        let touch = |id: String| async move { app.store.touch_token(&id).await.map_err(Problem::internal) };
-        Ok(Self(match (kind, record.kind.as_str()) {
-            (TokenKind::Customer, "customer") => {
-                touch(record.id.clone()).await?;
-                Principal::Customer {
-                    workspace_id: record.workspace_id,
-                }
-            }
-            (TokenKind::ApiKey, "api_key") => {
-                if let Some(slot) = parts.extensions.get::<usage::UsageSlot>() {
-                    slot.attribute(&record.id, &record.workspace_id);
-                }
-                // Throttle before any write: a flood costs the database one read per request.
-                let per_minute = u32::try_from(record.rate_limit_per_minute).unwrap_or(u32::MAX);
-                app.rate_limits
-                    .check(&record.id, per_minute)
-                    .map_err(|wait| Problem::rate_limited(per_minute, wait))?;
-                // The usage record, written after the answer, marks the key as used.
-                Principal::ApiKey {
-                    id: record.id,
-                    workspace_id: record.workspace_id,
-                    scopes: crate::store::parse_scopes(&record.scopes),
-                }
-            }
-            _ => return Err(Problem::invalid_token()),
+        if let Some(slot) = parts.extensions.get::<usage::UsageSlot>() {
+            slot.attribute(&record.id, &record.workspace_id);
+        }
+        // Throttle before any write: a flood costs the database one read per request.
+        let per_minute = u32::try_from(record.rate_limit_per_minute).unwrap_or(u32::MAX);
+        app.rate_limits
+            .check(&record.id, per_minute)
+            .map_err(|wait| Problem::rate_limited(per_minute, wait))?;
+        // The usage record, written after the answer, marks the key as used.
+        Ok(Self(Principal::ApiKey {
+            id: record.id,
+            workspace_id: record.workspace_id,
+            scopes: crate::store::parse_scopes(&record.scopes),
         }))
+    }
+}
+
+/// The person a token of the operator, a reviewer or a customer stands for;
+/// API keys are automation, not people, and are refused here.
+pub async fn person<S: Store>(app: &App<S>, token: &str) -> Result<Principal, Problem> {
+    let kind = auth::kind_of(token).ok_or_else(Problem::invalid_token)?;
+    let hash = auth::hash(token);
+    match kind {
+        TokenKind::Operator if auth::same_hash(&hash, &app.operator_hash) => Ok(Principal::Operator),
+        TokenKind::Reviewer => {
+            let id = app
+                .store
+                .reviewer_by_hash(&hash)
+                .await
+                .map_err(Problem::internal)?
+                .ok_or_else(Problem::invalid_token)?;
+            Ok(Principal::Reviewer { id })
+        }
+        TokenKind::Customer => {
+            let record = app.store.token(&hash).await.map_err(Problem::internal)?;
+            let record = record
+                .filter(|r| r.revoked_at.is_none() && r.kind == "customer" && auth::same_hash(&r.hash, &hash))
+                .ok_or_else(Problem::invalid_token)?;
+            app.store.touch_token(&record.id).await.map_err(Problem::internal)?;
+            Ok(Principal::Customer {
+                workspace_id: record.workspace_id,
+            })
+        }
+        TokenKind::Operator | TokenKind::ApiKey => Err(Problem::invalid_token()),
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod auth;
 pub mod cli;
+pub mod console;
 pub mod delivery;
 pub mod engine;
 pub mod lifecycle;

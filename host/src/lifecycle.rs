@@ -131,7 +131,7 @@ impl Candidate {
             path: path.display().to_string(),
             source,
         })?;
-        let policy = Policy::parse(path, &manifest)?;
+        let policy = Policy::parse_file(path, &manifest)?;
         let components = policy
             .gates
             .iter()
@@ -159,7 +159,10 @@ impl Candidate {
         Ok(Self {
             policy,
             manifest: manifest.to_owned(),
-            components: components.into_iter().map(|bytes| (crate::engine::sha256_hex(&bytes), bytes)).collect(),
+            components: components
+                .into_iter()
+                .map(|bytes| (crate::engine::sha256_hex(&bytes), bytes))
+                .collect(),
             from_host_file: false,
         })
     }
@@ -267,7 +270,10 @@ pub async fn start<S: Store>(store: &S, active: &Arc<ActivePolicy>) -> Result<()
             let candidate = Candidate::from_file(&active.file)?;
             store.hold_components(&candidate.components).await?;
             let origin = format!("host file {}", active.file.display());
-            if store.activate(&candidate.revision(&origin)?, "bootstrap", "host", "first start", true).await? {
+            if store
+                .activate(&candidate.revision(&origin)?, "bootstrap", "host", "first start", true)
+                .await?
+            {
                 tracing::info!(revision = first.revision(), "policy file stored as the first revision");
                 return Ok(());
             }
@@ -282,7 +288,9 @@ pub async fn start<S: Store>(store: &S, active: &Arc<ActivePolicy>) -> Result<()
 /// Swaps in the active stored revision if this process runs another; returns
 /// the revision swapped in, if any.
 pub async fn follow_once<S: Store>(store: &S, active: &Arc<ActivePolicy>) -> Result<Option<String>, ActivationError> {
-    let Some(id) = store.active_revision_id().await? else { return Ok(None) };
+    let Some(id) = store.active_revision_id().await? else {
+        return Ok(None);
+    };
     if id == active.current().revision() {
         return Ok(None);
     }
@@ -342,7 +350,7 @@ pub async fn missing_sign_offs<S: Store>(store: &S, candidate: &Candidate, requi
         .into_iter()
         .filter_map(|gate| {
             let have = reviewers.get(&gate.digest).map_or(0, Vec::len);
-            (have < required).then(|| MissingSignOff {
+            (have < required).then_some(MissingSignOff {
                 gate: gate.name,
                 digest: gate.digest,
                 have,

@@ -204,13 +204,29 @@ struct GateManifest {
 }
 
 impl Policy {
-    /// Reads and validates the manifest at `path`.
+    /// Reads and validates the manifest file at `path`, which must name every gate's component file.
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
         let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        Self::parse(path, &text)
+        Self::parse_file(path, &text)
+    }
+
+    /// Parses and validates the text of a manifest file: as [`Policy::parse`],
+    /// and every gate must name its component file.
+    pub fn parse_file(path: &Path, text: &str) -> Result<Self, PolicyError> {
+        let policy = Self::parse(path, text)?;
+        if let Some(index) = policy.gates.iter().position(|gate| gate.component.is_none()) {
+            return Err(PolicyError::Invalid {
+                path: path.display().to_string(),
+                location: String::new(),
+                message: format!(
+                    "key `gate[{index}]`: missing field `component`: a policy file names each gate's component file (only an upload names it by `sha256` alone)"
+                ),
+            });
+        }
+        Ok(policy)
     }
 
     /// Parses and validates manifest text; `path` names it in errors and anchors relative paths.

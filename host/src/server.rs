@@ -22,6 +22,7 @@ pub fn router<S: Store>(app: Arc<App<S>>) -> Router {
         .route("/openapi.json", get(openapi))
         .route("/v1/gates", get(gates::<S>))
         .merge(api::routes::<S>(&app))
+        .merge(crate::console::routes::<S>())
         .fallback(no_route)
         .method_not_allowed_fallback(no_method)
         .layer(axum::middleware::from_fn_with_state(

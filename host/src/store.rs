@@ -16,8 +16,8 @@ use crate::auth::{NewToken, Scope};
 
 #[macro_use]
 mod revisions;
-pub use revisions::{Activation, ReplayInput, Revision, RevisionStore, SignOff};
 use crate::model::{self, GateRequest, MediaRef};
+pub use revisions::{Activation, ReplayInput, Revision, RevisionStore, SignOff};
 
 /// Money, in integer cents.
 pub type Cents = i64;

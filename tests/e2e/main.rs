@@ -8,12 +8,14 @@
 mod api;
 mod authoring;
 mod cli;
+mod console;
 mod decisions;
 mod destinations;
 mod drafts;
 mod durability;
 mod fixtures;
 mod hostile;
+mod lifecycle;
 mod policy_files;
 mod publications;
 mod server;

@@ -238,6 +238,19 @@ impl Server {
         self.send(method, path, token, body, content_type, &[])
     }
 
+    /// Posts a form as a browser would, with the session `cookie` if given.
+    pub fn post_form(&self, path: &str, cookie: Option<&str>, body: &str) -> (u16, Value, String) {
+        let headers: Vec<(&str, &str)> = cookie.map(|c| ("Cookie", c)).into_iter().collect();
+        self.send(
+            "POST",
+            path,
+            None,
+            Some(body.as_bytes()),
+            "application/x-www-form-urlencoded",
+            &headers,
+        )
+    }
+
     /// Calls the API with a JSON body and extra headers.
     pub fn raw_with(
         &self,

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use postgate::model::Outcome;
 use postgate::lifecycle::ActivePolicy;
+use postgate::model::Outcome;
 use serde_json::json;
 
 use crate::support::{GateEntry, gate, reference_gates, request_with, runtime, write_policy};

@@ -289,8 +289,8 @@ const MAX_RATE_LIMIT_PER_MINUTE: i64 = 60_000;
 /// A new API key and its secret, shown this once.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct CreatedApiKey {
-    key: ApiKey,
-    secret: String,
+    pub(crate) key: ApiKey,
+    pub(crate) secret: String,
 }
 
 /// Creates an API key (the customer only), if the balance is at least $5.

@@ -293,7 +293,9 @@ pub async fn history<S: Store>(
 /// A page of the activation history with each revision's gates.
 pub async fn history_page<S: Store>(store: &S, before: i64, limit: i64) -> Result<HistoryPage, Problem> {
     let activations = store.activations(before, limit).await.map_err(Problem::internal)?;
-    let next_cursor = (activations.len() as i64 == limit).then(|| activations.last().map(|a| a.seq)).flatten();
+    let next_cursor = (activations.len() as i64 == limit)
+        .then(|| activations.last().map(|a| a.seq))
+        .flatten();
     let mut items = Vec::with_capacity(activations.len());
     for activation in activations {
         let revision = store
@@ -338,7 +340,12 @@ pub async fn upload<S: Store>(
         .map_err(Problem::internal)?;
     app.policy.install(chain);
     tracing::info!(revision = %revision.id, "policy uploaded and activated");
-    let stored = app.store.revision(&revision.id).await.map_err(Problem::internal)?.unwrap_or(revision);
+    let stored = app
+        .store
+        .revision(&revision.id)
+        .await
+        .map_err(Problem::internal)?
+        .unwrap_or(revision);
     Ok((StatusCode::CREATED, Json(view(stored)?)))
 }
 
@@ -379,7 +386,14 @@ pub async fn rollback<S: Store>(
             .map(|a| &a.revision_id)
             .find(|id| Some(*id) != current.as_ref())
             .cloned()
-            .ok_or_else(|| Problem::new(StatusCode::CONFLICT, "nothing_to_roll_back", "Nothing to roll back", "no other revision was ever active"))?,
+            .ok_or_else(|| {
+                Problem::new(
+                    StatusCode::CONFLICT,
+                    "nothing_to_roll_back",
+                    "Nothing to roll back",
+                    "no other revision was ever active",
+                )
+            })?,
     };
     if Some(&target) == current.as_ref() {
         return Err(Problem::new(
@@ -435,7 +449,9 @@ pub async fn sign_off<S: Store>(
     Body(request): Body<SignOffRequest>,
 ) -> Result<(StatusCode, Json<SignOff>), Problem> {
     let Principal::Reviewer { id: reviewer } = caller else {
-        return Err(Problem::forbidden("only reviewers sign off gates, never the operator who uploads them"));
+        return Err(Problem::forbidden(
+            "only reviewers sign off gates, never the operator who uploads them",
+        ));
     };
     let (sign_off, created) = record_sign_off(&app.store, &reviewer, &digest, &request.note).await?;
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(sign_off)))
@@ -444,7 +460,9 @@ pub async fn sign_off<S: Store>(
 /// Records `reviewer`'s sign-off of `digest`, checked.
 pub async fn record_sign_off<S: Store>(store: &S, reviewer: &str, digest: &str, text: &str) -> Result<(SignOff, bool), Problem> {
     if !is_digest(digest) {
-        return Err(Problem::invalid(format!("`{digest}` is not a sha256: expected 64 lowercase hex digits")));
+        return Err(Problem::invalid(format!(
+            "`{digest}` is not a sha256: expected 64 lowercase hex digits"
+        )));
     }
     let text = note(text)?;
     if text.is_empty() {
@@ -463,7 +481,11 @@ fn is_digest(text: &str) -> bool {
 /// A gate by its name in the active chain, or any held component by its sha256:
 /// digest, size, self-description, WIT world and contract, place in the chain, sign-offs.
 #[utoipa::path(get, path = "/v1/gates/{id}", tag = "gates", params(("id" = String, Path, description = "a gate name of the active chain, or a component's sha256")), responses((status = 200, body = GateDetail), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
-pub async fn gate<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller, PathId(id): PathId) -> Result<Json<GateDetail>, Problem> {
+pub async fn gate<S: Store>(
+    State(app): State<Arc<App<S>>>,
+    Caller(caller): Caller,
+    PathId(id): PathId,
+) -> Result<Json<GateDetail>, Problem> {
     readers_only(&caller)?;
     Ok(Json(gate_detail(&app, &id).await?))
 }
@@ -477,9 +499,17 @@ pub async fn gate_detail<S: Store>(app: &App<S>, id: &str) -> Result<GateDetail,
         None if is_digest(id) => id.to_owned(),
         None => return Err(Problem::not_found("gate", id)),
     };
-    let held = app.store.components(std::slice::from_ref(&digest)).await.map_err(Problem::internal)?;
+    let held = app
+        .store
+        .components(std::slice::from_ref(&digest))
+        .await
+        .map_err(Problem::internal)?;
     let bytes = held.get(&digest).ok_or_else(|| Problem::not_found("gate component", &digest))?;
-    let inspection = app.policy.runtime().inspect(bytes).map_err(|err| Problem::internal(format!("held component {digest}: {err}")))?;
+    let inspection = app
+        .policy
+        .runtime()
+        .inspect(bytes)
+        .map_err(|err| Problem::internal(format!("held component {digest}: {err}")))?;
     let description = inspection.description.unwrap_or_else(|| crate::engine::Description {
         name: String::new(),
         version: String::new(),
@@ -492,7 +522,11 @@ pub async fn gate_detail<S: Store>(app: &App<S>, id: &str) -> Result<GateDetail,
         summary: description.summary,
         world: GATE_WORLD,
         wit: GATE_WIT,
-        sign_offs: app.store.sign_offs(std::slice::from_ref(&digest)).await.map_err(Problem::internal)?,
+        sign_offs: app
+            .store
+            .sign_offs(std::slice::from_ref(&digest))
+            .await
+            .map_err(Problem::internal)?,
         digest,
         active,
     })

@@ -33,6 +33,16 @@ impl Problem {
         }
     }
 
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// What went wrong, for people.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
     /// Adds a member to the problem document, e.g. the balance.
     #[must_use]
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {

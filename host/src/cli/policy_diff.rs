@@ -81,7 +81,11 @@ pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
         report.changed,
         report.replayed,
         report.since,
-        if transitions.is_empty() { String::new() } else { format!(" ({})", transitions.join(", ")) },
+        if transitions.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", transitions.join(", "))
+        },
         if report.truncated { "; stopped at --limit" } else { "" }
     );
     Ok(if report.changed == 0 { Exit::Success } else { Exit::Deny })

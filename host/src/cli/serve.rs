@@ -10,8 +10,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::{CliError, Context, Exit, internal, invalid};
 use crate::api::App;
 use crate::auth::{self, TokenKind};
-use crate::secrets::SecretBox;
 use crate::lifecycle::{self, ActivePolicy};
+use crate::secrets::SecretBox;
 use crate::server;
 use crate::store::{self, Store};
 
@@ -210,7 +210,15 @@ async fn reload_on_sighup<S: Store>(store: S, active: Arc<ActivePolicy>) {
         };
         let stored = async {
             store.hold_components(&candidate.components).await?;
-            store.activate(&candidate.revision("host file")?, "reload", "host (SIGHUP)", "policy file reloaded", false).await
+            store
+                .activate(
+                    &candidate.revision("host file")?,
+                    "reload",
+                    "host (SIGHUP)",
+                    "policy file reloaded",
+                    false,
+                )
+                .await
         };
         // Stored first: were it swapped in first, following the database would swap it out again.
         match stored.await {
@@ -218,7 +226,9 @@ async fn reload_on_sighup<S: Store>(store: S, active: Arc<ActivePolicy>) {
                 let chain = active.install(chain);
                 tracing::info!(policy = chain.policy(), revision = chain.revision(), "policy swapped");
             }
-            Err(err) => tracing::error!(error = %err, revision = chain.revision(), "policy not activated: the database failed; the active policy stays"),
+            Err(err) => {
+                tracing::error!(error = %err, revision = chain.revision(), "policy not activated: the database failed; the active policy stays")
+            }
         }
     }
 }

@@ -7,6 +7,7 @@ mod gate_build;
 mod gate_inspect;
 mod gate_new;
 mod gate_test;
+mod gate_verify;
 mod policy_check;
 mod policy_diff;
 mod policy_lock;
@@ -24,7 +25,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0   success; for `eval`, the chain allows
   1   `eval`: the chain denies; `gate test`: a case failed; `preview`: the draft breaks a rule;
-      `audit verify`: a decision chain is broken; `policy diff`: an outcome would change
+      `audit verify`: a decision chain is broken; `policy diff`: an outcome would change;
+      `gate verify`: the embedded source does not build the same component
   3   `eval`: the chain is pending (waiting on a human)
   64  invalid input: arguments, request, policy or gate
   70  internal error";
@@ -104,6 +106,9 @@ enum GateCommand {
     Inspect(gate_inspect::Args),
     /// Scaffold a new gate crate on the gate SDK.
     New(gate_new::Args),
+    /// Rebuild a gate from the source embedded in it and check its digest.
+    #[command(after_help = EXIT_CODES)]
+    Verify(gate_verify::Args),
 }
 
 #[derive(Subcommand)]
@@ -156,6 +161,7 @@ pub fn run() -> ExitCode {
         Command::Gate(GateCommand::Test(args)) => gate_test::run(args, &context),
         Command::Gate(GateCommand::Inspect(args)) => gate_inspect::run(args, &context),
         Command::Gate(GateCommand::New(args)) => gate_new::run(args),
+        Command::Gate(GateCommand::Verify(args)) => gate_verify::run(args, &context),
         Command::Policy(PolicyCommand::Check(args)) => policy_check::run(args, &context),
         Command::Policy(PolicyCommand::Lock(args)) => policy_lock::run(args),
         Command::Policy(PolicyCommand::Diff(args)) => policy_diff::run(args, &context),

@@ -539,51 +539,66 @@ async fn gate<S: Store>(State(app): State<Arc<App<S>>>, headers: HeaderMap, Path
     with_session!(app, headers, |session| {
         reviewer(&session)?;
         let detail = api::policy::gate_detail(&app, &id).await.map_err(refusal)?;
-        let view = serde_json::to_value(&detail).map_err(internal)?;
-        let text = |key: &str| view[key].as_str().unwrap_or_default().to_owned();
-        let active = &view["active"];
         let body = html! {
-            p { (text("summary")) }
+            p { (detail.summary) }
             dl {
-                dt { "Digest (sha256)" } dd { code data-testid="digest" { (text("digest")) } }
-                dt { "Version" } dd { (text("version")) }
-                dt { "Size" } dd { (view["size"]) " bytes" }
-                dt { "WIT world" } dd { code { (text("world")) } }
-                @if active.is_object() {
-                    dt { "Mode" } dd { (active["mode"].as_str().unwrap_or_default()) }
-                    dt { "On error" } dd { (active["on_error"].as_str().unwrap_or_default()) }
-                    dt { "Source" } dd { code { (active["source"].as_str().unwrap_or("not given")) } }
-                    dt { "Config" } dd { pre { (serde_json::to_string_pretty(&active["config"]).unwrap_or_default()) } }
-                    dt { "Limits" } dd { pre { (serde_json::to_string_pretty(&active["limits"]).unwrap_or_default()) } }
+                dt { "Digest (sha256)" } dd { code data-testid="digest" { (detail.digest) } }
+                dt { "Version" } dd { (detail.version) }
+                dt { "Size" } dd { (detail.size) " bytes" }
+                dt { "WIT world" } dd { code { (detail.world) } }
+                @if let Some(active) = &detail.active {
+                    dt { "Mode" } dd { (plain(&active.mode)) }
+                    dt { "On error" } dd { (plain(&active.on_error)) }
+                    dt { "Source reference" } dd { code { (active.source.as_deref().unwrap_or("not given")) } }
+                    dt { "Config" } dd { pre { (plain(&serde_json::to_value(active).map(|v| v["config"].clone()).unwrap_or_default())) } }
+                    dt { "Limits" } dd { pre { (plain(&active.limits)) } }
                 } @else {
                     dt { "In the active chain" } dd { "no" }
                 }
             }
             h2 { "Sign-offs" }
-            @let sign_offs = view["sign_offs"].as_array().cloned().unwrap_or_default();
-            @if sign_offs.is_empty() { p { "None yet." } }
+            @if detail.sign_offs.is_empty() { p { "None yet." } }
             ul {
-                @for s in &sign_offs {
-                    li { code { (s["reviewer_id"].as_str().unwrap_or_default()) } " at " (s["created_at"].as_str().unwrap_or_default()) ": " (s["note"].as_str().unwrap_or_default()) }
+                @for s in &detail.sign_offs {
+                    li { code { (s.reviewer_id) } " at " (s.created_at) ": " (s.note) }
                 }
             }
             h2 { "Sign off this digest" }
-            form method="post" action=(format!("/console/gates/{}/sign-off", text("digest"))) {
+            form method="post" action=(format!("/console/gates/{}/sign-off", detail.digest)) {
                 (csrf_field(&session))
                 p { label for="note" { "What you checked" } }
                 p { textarea id="note" name="note" rows="3" cols="60" required maxlength="2000" {} }
                 p { button type="submit" { "Sign off" } }
             }
+            h2 { "Source" }
+            @match &detail.source {
+                Some(source) => {
+                    p { "Embedded in the component at build time, so covered by its digest. "
+                        code { "postgate gate verify FILE" } " rebuilds it and compares." }
+                    @for (path, file) in &source.files {
+                        details open[path.starts_with(&format!("{}/src/", source.crate_dir))] {
+                            summary { code { (path) } " (" (file.len()) " bytes)" }
+                            pre { (file) }
+                        }
+                    }
+                }
+                None => p { "No source is embedded in this component (it was not built by " code { "postgate gate build" } ")." },
+            }
             h2 { "The gate contract (WIT)" }
-            pre { (text("wit")) }
+            pre { (detail.wit) }
         };
-        Ok(page(
-            &format!("Gate {}", if text("name").is_empty() { id.clone() } else { text("name") }),
-            Some(&session),
-            body,
-        )
-        .into_response())
+        let name = if detail.name.is_empty() { id.clone() } else { detail.name.clone() };
+        Ok(page(&format!("Gate {name}"), Some(&session), body).into_response())
     })
+}
+
+/// A value as people read it: a string as itself, anything else as indented JSON.
+fn plain(value: &impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(text)) => text,
+        Ok(other) => serde_json::to_string_pretty(&other).unwrap_or_default(),
+        Err(err) => format!("({err})"),
+    }
 }
 
 #[derive(Deserialize)]

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod preview;
+pub mod provenance;
 pub mod providers;
 pub mod secrets;
 pub mod server;

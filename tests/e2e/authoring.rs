@@ -103,3 +103,52 @@ fn inspect_shows_contract_imports_and_refusals() {
         stderr(&not_wasm)
     );
 }
+
+#[test]
+fn built_gates_embed_their_source_and_verify_rebuilds_them() {
+    let data = tempfile::tempdir().unwrap();
+    let credit = gate("credit");
+    let source = postgate::provenance::embedded(&std::fs::read(&credit).unwrap()).unwrap().unwrap();
+    assert_eq!(
+        (source.package.as_str(), source.crate_dir.as_str()),
+        ("postgate-gate-credit", "gates/credit")
+    );
+    for file in [
+        "gates/credit/src/lib.rs",
+        "gates/sdk/src/lib.rs",
+        "wit/gate.wit",
+        "Cargo.lock",
+        "rust-toolchain.toml",
+    ] {
+        assert!(source.files.contains_key(file), "{file} is embedded");
+    }
+    assert!(
+        source.files["Cargo.toml"].contains(r#"members = ["gates/credit", "gates/sdk"]"#),
+        "{}",
+        source.files["Cargo.toml"]
+    );
+    assert!(
+        !source.files["Cargo.lock"].contains("name = \"wasmtime\""),
+        "the lockfile is pruned to the gate's dependencies"
+    );
+
+    let verified = run(postgate(data.path()).arg("gate").arg("verify").arg(&credit));
+    assert_eq!(verified.status.code(), Some(0), "{}{}", stdout(&verified), stderr(&verified));
+    assert!(stdout(&verified).starts_with("ok: "), "{}", stdout(&verified));
+
+    // The same source, but one byte of the code changed: the rebuild tells.
+    let mut bytes = std::fs::read(&credit).unwrap();
+    let at = bytes.windows(19).position(|w| w == b"insufficient_credit").unwrap();
+    bytes[at] = b'I';
+    let tampered = data.path().join("tampered.wasm");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let mismatch = run(postgate(data.path()).arg("gate").arg("verify").arg(&tampered));
+    assert_eq!(mismatch.status.code(), Some(1), "{}{}", stdout(&mismatch), stderr(&mismatch));
+    assert!(stdout(&mismatch).starts_with("mismatch: "), "{}", stdout(&mismatch));
+
+    let bare = data.path().join("bare.wasm");
+    std::fs::write(&bare, b"\0asm\x0d\0\x01\0").unwrap();
+    let none = run(postgate(data.path()).arg("gate").arg("verify").arg(&bare));
+    assert_eq!(none.status.code(), Some(64));
+    assert!(stderr(&none).contains("embeds no source"), "{}", stderr(&none));
+}

@@ -171,6 +171,10 @@ fn a_gate_version_is_signed_off_tried_in_shadow_diffed_activated_and_rolled_back
         );
         assert_eq!(detail["sign_offs"][0]["note"], note["note"]);
         assert!(detail["wit"].as_str().unwrap().contains("world safety-gate"));
+        let active_credit = server.call("GET", "/v1/gates/credit", Some(&customer), None).1;
+        let lib = active_credit["source"]["files"]["gates/credit/src/lib.rs"].as_str().unwrap();
+        assert!(lib.contains("insufficient_credit"), "the embedded source is the gate's own");
+        assert_eq!(active_credit["active"]["config"], json!({"price_cents": 4}), "{active_credit}");
 
         // Signed off, the shadow revision goes live without its components: the server holds them.
         let (status, shadowed) = upload(server, &shadow, &[]);

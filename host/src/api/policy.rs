@@ -14,6 +14,7 @@ use super::{App, Body, Caller, Params, PathId, Problem};
 use crate::auth::Principal;
 use crate::engine::GateInfo;
 use crate::lifecycle::{self, ActivationError, Candidate, DiffReport, MissingSignOff, RevisionGate};
+use crate::provenance::{self, Source};
 use crate::store::{Activation, SignOff, Store, StoreError};
 
 /// The gate contract every gate implements, as reviewers read it.
@@ -166,23 +167,27 @@ pub struct SignOffRequest {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct GateDetail {
     /// The component's sha256.
-    digest: String,
+    pub(crate) digest: String,
     /// Its size in bytes.
-    size: usize,
+    pub(crate) size: usize,
     /// The gate's description of itself.
-    name: String,
+    pub(crate) name: String,
     /// Its version.
-    version: String,
+    pub(crate) version: String,
     /// What it checks.
-    summary: String,
+    pub(crate) summary: String,
     /// The WIT world it implements.
-    world: &'static str,
+    pub(crate) world: &'static str,
     /// The WIT package of the gate contract: exactly what a gate sees and may return.
-    wit: &'static str,
+    pub(crate) wit: &'static str,
     /// Where it sits in the active chain (config, limits, mode, source reference), if it does.
-    active: Option<GateInfo>,
+    pub(crate) active: Option<GateInfo>,
     /// Reviewers' sign-offs of this digest.
-    sign_offs: Vec<SignOff>,
+    pub(crate) sign_offs: Vec<SignOff>,
+    /// The source files the component was built from, embedded in it (and so
+    /// covered by its digest); `postgate gate verify` rebuilds from them. Absent
+    /// when the component was not built by `postgate gate build`.
+    pub(crate) source: Option<Source>,
 }
 
 fn not_operator(caller: &Principal, what: &str) -> Result<(), Problem> {
@@ -479,7 +484,8 @@ fn is_digest(text: &str) -> bool {
 }
 
 /// A gate by its name in the active chain, or any held component by its sha256:
-/// digest, size, self-description, WIT world and contract, place in the chain, sign-offs.
+/// digest, size, self-description, WIT world and contract, place in the chain,
+/// sign-offs, and the source embedded at build time.
 #[utoipa::path(get, path = "/v1/gates/{id}", tag = "gates", params(("id" = String, Path, description = "a gate name of the active chain, or a component's sha256")), responses((status = 200, body = GateDetail), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn gate<S: Store>(
     State(app): State<Arc<App<S>>>,
@@ -515,7 +521,9 @@ pub async fn gate_detail<S: Store>(app: &App<S>, id: &str) -> Result<GateDetail,
         version: String::new(),
         summary: String::new(),
     });
+    let source = provenance::embedded(bytes).map_err(|err| Problem::internal(format!("held component {digest}: {err}")))?;
     Ok(GateDetail {
+        source,
         size: bytes.len(),
         name: description.name,
         version: description.version,

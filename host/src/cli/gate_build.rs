@@ -1,10 +1,11 @@
 //! `postgate gate build`: gate crates into WebAssembly components.
 //!
 //! A gate is a crate in a directory under `--dir` (by default `gates/`) with a
-//! `cdylib` target. All named gates are built by one `cargo build` for
+//! `cdylib` target. Each gate is built by its own locked `cargo build` for
 //! `wasm32-wasip2` in the `gate` profile, with paths remapped so that the
 //! digest depends on the source and the pinned toolchain, not on where the
-//! checkout lives. Each component is copied to `--out/NAME.wasm`.
+//! checkout lives. Each component gets its source embedded (see
+//! [`crate::provenance`]) and is written to `--out/NAME.wasm`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,6 +14,7 @@ use anyhow::{Context as _, anyhow};
 use serde::Deserialize;
 
 use super::{CliError, Exit, internal, invalid};
+use crate::provenance::{self, Source};
 
 /// The target gates are built for.
 pub const GATE_TARGET: &str = "wasm32-wasip2";
@@ -68,6 +70,13 @@ struct Package {
     name: String,
     manifest_path: PathBuf,
     targets: Vec<Target>,
+    dependencies: Vec<Dependency>,
+}
+
+#[derive(Deserialize)]
+struct Dependency {
+    /// Set for a path dependency.
+    path: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -103,32 +112,23 @@ pub fn build(names: &[String], dir: &Path, out: &Path) -> Result<Vec<Built>, Cli
     if selected.is_empty() {
         return Err(invalid(anyhow!("no gate crates (with a cdylib target) in `{}`", dir.display())));
     }
-    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cargo
-        .current_dir(&dir)
-        .args(["build", "--quiet", "--profile", "gate", "--target", GATE_TARGET]);
-    for (_, package, _) in &selected {
-        cargo.args(["-p", &package.name]);
-    }
-    // The encoded form wins over RUSTFLAGS and survives paths with spaces; with
-    // `--target` it applies to the gates only, not to build scripts or macros.
-    cargo
-        .env("CARGO_ENCODED_RUSTFLAGS", rustflags(&metadata.workspace_root).join("\x1f"))
-        .env_remove("RUSTFLAGS");
-    let status = cargo.status().map_err(|err| internal(anyhow!("cannot run cargo: {err}")))?;
-    if !status.success() {
-        return Err(invalid(anyhow!("cargo could not build the gates ({status})")));
-    }
     std::fs::create_dir_all(out).map_err(|err| internal(anyhow!("cannot create `{}`: {err}", out.display())))?;
     let artifacts = metadata.target_directory.join(GATE_TARGET).join("gate");
     selected
         .into_iter()
-        .map(|(name, _, target)| {
-            let built = artifacts.join(format!("{}.wasm", target.name.replace('-', "_")));
+        .map(|(name, package, target)| {
+            // One gate per cargo run: features unify across the packages of a
+            // run, and `gate verify` rebuilds each gate alone.
+            compile(&dir, &metadata.workspace_root, &package.name, None)?;
+            let component = read_artifact(&artifacts, &target.name)?;
+            let bytes = match source(&metadata, package) {
+                Ok(source) => provenance::embed(&component, &source.to_bytes().map_err(internal)?),
+                Err(why) => {
+                    eprintln!("note: gate `{name}` is built without its source embedded: {why:#}");
+                    component
+                }
+            };
             let path = out.join(format!("{name}.wasm"));
-            let bytes = std::fs::read(&built)
-                .with_context(|| format!("cannot read `{}`", built.display()))
-                .map_err(internal)?;
             std::fs::write(&path, &bytes)
                 .with_context(|| format!("cannot write `{}`", path.display()))
                 .map_err(internal)?;
@@ -140,6 +140,68 @@ pub fn build(names: &[String], dir: &Path, out: &Path) -> Result<Vec<Built>, Cli
             })
         })
         .collect()
+}
+
+/// The source of `package`: its crate and the workspace crates it depends on by path, transitively.
+fn source(metadata: &Metadata, package: &Package) -> anyhow::Result<Source> {
+    let crate_dir = |p: &Package| p.manifest_path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut locals: Vec<(String, PathBuf)> = Vec::new();
+    let mut todo: Vec<&Package> = vec![package];
+    while let Some(next) = todo.pop() {
+        for path in next.dependencies.iter().filter_map(|d| d.path.as_ref()) {
+            let local = metadata
+                .packages
+                .iter()
+                .find(|p| crate_dir(p) == *path)
+                .ok_or_else(|| anyhow!("its path dependency `{}` is not a crate of this workspace", path.display()))?;
+            if !locals.iter().any(|(name, _)| *name == local.name) {
+                locals.push((local.name.clone(), path.clone()));
+                todo.push(local);
+            }
+        }
+    }
+    Source::collect(&metadata.workspace_root, &crate_dir(package), &package.name, &locals)
+}
+
+/// Builds the gate `package` of the workspace at `root` (running cargo in
+/// `cwd`) at the versions its lockfile pins, when it has one.
+///
+/// A rebuild (`target_dir` given) runs in a workspace of the gate and the SDK
+/// alone, whose embedded lockfile may list a few packages more than that
+/// workspace needs; cargo drops those and keeps every pinned version.
+pub(crate) fn compile(cwd: &Path, root: &Path, package: &str, target_dir: Option<&Path>) -> Result<(), CliError> {
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cargo
+        .current_dir(cwd)
+        .args(["build", "--quiet", "--profile", "gate", "--target", GATE_TARGET, "-p", package]);
+    match target_dir {
+        Some(target_dir) => {
+            cargo.env("CARGO_TARGET_DIR", target_dir);
+        }
+        // A new workspace's first build writes its lockfile.
+        None if root.join("Cargo.lock").exists() => {
+            cargo.arg("--locked");
+        }
+        None => {}
+    }
+    // The encoded form wins over RUSTFLAGS and survives paths with spaces; with
+    // `--target` it applies to the gates only, not to build scripts or macros.
+    cargo
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags(root).join("\x1f"))
+        .env_remove("RUSTFLAGS");
+    let status = cargo.status().map_err(|err| internal(anyhow!("cannot run cargo: {err}")))?;
+    if !status.success() {
+        return Err(invalid(anyhow!("cargo could not build gate `{package}` ({status})")));
+    }
+    Ok(())
+}
+
+/// The component cargo built for `target` under `artifacts`.
+pub(crate) fn read_artifact(artifacts: &Path, target: &str) -> Result<Vec<u8>, CliError> {
+    let built = artifacts.join(format!("{}.wasm", target.replace('-', "_")));
+    std::fs::read(&built)
+        .with_context(|| format!("cannot read `{}`", built.display()))
+        .map_err(internal)
 }
 
 /// Flags for reproducible, lean gates: source paths remapped to fixed

@@ -47,6 +47,26 @@ pub fn routes<S: Store>() -> Router<Arc<App<S>>> {
         .route("/console/gates/{id}/sign-off", post(sign_off::<S>))
         .route("/console/revisions", get(revisions::<S>))
         .route("/console/decisions", get(decisions::<S>))
+        .layer(axum::middleware::map_response(harden))
+}
+
+/// Headers every console page carries: no scripts, no framing, no caching
+/// (a page may show a new key's secret), no referrer leaving the console.
+async fn harden(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
 }
 
 /// A signed-in person.

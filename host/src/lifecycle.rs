@@ -156,7 +156,7 @@ impl Candidate {
                 fault: "has no `sha256`: an uploaded policy names each component by its digest".into(),
             });
         }
-        Ok(Self {
+        let mut candidate = Self {
             policy,
             manifest: manifest.to_owned(),
             components: components
@@ -164,7 +164,11 @@ impl Candidate {
                 .map(|bytes| (crate::engine::sha256_hex(&bytes), bytes))
                 .collect(),
             from_host_file: false,
-        })
+        };
+        // A component no gate pins is dropped, never held.
+        let pins = candidate.pins();
+        candidate.components.retain(|digest, _| pins.contains(digest));
+        Ok(candidate)
     }
 
     /// A stored revision, with the components its gates pin that `store` holds.

@@ -325,6 +325,24 @@ fn uploads_are_checked_before_anything_changes() {
             assert_eq!(got, status, "{body}: {problem}");
             assert!(problem["detail"].as_str().unwrap().contains(detail), "{body}: {problem}");
         }
+        // A component no gate pins is never held; the pinned ones are, once every gate loads.
+        let stray = new_version(&gate("credit"), "stray");
+        let (status, refused) = upload(
+            server,
+            &reference_manifest(&format!("\n[[gate]]\nname = \"credit\"\nsha256 = \"{credit}\"\n")),
+            &[&stray, &std::fs::read(gate("credit")).unwrap()],
+        );
+        assert_eq!(status, 409, "{refused}");
+        assert_eq!(
+            server
+                .call("GET", &format!("/v1/gates/{}", sha256(&stray)), Some(&server.operator), None)
+                .0,
+            404
+        );
+        assert_eq!(
+            server.call("GET", &format!("/v1/gates/{credit}"), Some(&server.operator), None).0,
+            200
+        );
         let (_, customer) = crate::fixtures::workspace(server, "Not the operator");
         let (got, _, _) = server.call("PUT", "/v1/policy", Some(&customer), Some(json!({"manifest": ""})));
         assert_eq!(got, 403);

@@ -319,7 +319,8 @@ pub async fn history_page<S: Store>(store: &S, before: i64, limit: i64) -> Resul
 
 /// Uploads a policy (the operator): validated, compiled, checked for sign-offs
 /// in strict mode, stored as a revision and activated on every process.
-/// Components are held even when the policy is refused, so reviewers can inspect and sign them off.
+/// Once every gate loads, its components are held even if strict mode refuses
+/// the policy, so reviewers can inspect and sign them off.
 #[utoipa::path(put, path = "/v1/policy", tag = "policy", request_body = PolicyUpload, responses((status = 201, body = RevisionView), (status = 409, description = "strict mode: gates lack sign-offs; `missing` lists them", body = Problem, content_type = "application/problem+json"), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn upload<S: Store>(
     State(app): State<Arc<App<S>>>,
@@ -328,10 +329,11 @@ pub async fn upload<S: Store>(
 ) -> Result<(StatusCode, Json<RevisionView>), Problem> {
     not_operator(&caller, "uploads policies")?;
     let note = note(&upload.note)?.to_owned();
-    let uploaded = Candidate::from_upload(&upload.manifest, decode(&upload.components)?).map_err(refused)?;
-    app.store.hold_components(&uploaded.components).await.map_err(Problem::internal)?;
-    let candidate = Arc::new(uploaded.with_held(&app.store).await.map_err(Problem::internal)?);
+    let candidate = Arc::new(candidate(&app, &upload.manifest, &upload.components).await?);
     let chain = lifecycle::compile(&app.policy, Arc::clone(&candidate)).await.map_err(refused)?;
+    // Every gate loads: hold the components, even if strict mode refuses
+    // below, so that reviewers can read and sign off exactly these.
+    app.store.hold_components(&candidate.components).await.map_err(Problem::internal)?;
     let missing = lifecycle::missing_sign_offs(&app.store, &candidate, app.sign_offs_required)
         .await
         .map_err(Problem::internal)?;

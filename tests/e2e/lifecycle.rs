@@ -382,27 +382,64 @@ fn two_processes_on_one_postgres_follow_uploads_and_rollbacks() {
     set_mode(&one, "live");
     let alice = reviewer(&one, "Alice");
     let v2 = new_version(&gate("credit"), "2");
-    let manifest = reference_manifest(&format!(
-        "\n[[gate]]\nname = \"credit\"\nsha256 = \"{}\"\nconfig = {{ price_cents = 7 }}\n",
-        sha256(&v2)
+    let v2_digest = sha256(&v2);
+    let credit = crate::support::digest(&gate("credit"));
+    let shadow = reference_manifest(&format!(
+        "\n[[gate]]\nname = \"credit\"\nsha256 = \"{credit}\"\nconfig = {{ price_cents = 4 }}\n\
+         \n[[gate]]\nname = \"credit-next\"\nsha256 = \"{v2_digest}\"\nmode = \"monitor\"\nconfig = {{ price_cents = 5000 }}\n"
     ));
-    let (status, refused) = upload(&one, &manifest, &[&v2]);
+    let swapped = reference_manifest(&format!(
+        "\n[[gate]]\nname = \"credit\"\nsha256 = \"{v2_digest}\"\nconfig = {{ price_cents = 7 }}\n"
+    ));
+
+    // Uploaded through one process, refused until signed off through the other: one database.
+    let (status, refused) = upload(&one, &shadow, &[&v2]);
     assert_eq!(status, 409, "{refused}");
     for m in refused["missing"].as_array().unwrap() {
         let path = format!("/v1/gates/{}/sign-off", m["digest"].as_str().unwrap());
-        // Signed off through the other process: the sign-offs live in the shared database.
         assert_eq!(two.call("POST", &path, Some(&alice), Some(json!({"note": "checked"}))).0, 201);
     }
-    let (status, uploaded) = upload(&one, &manifest, &[]);
-    assert_eq!(status, 201, "{uploaded}");
-    let revision = uploaded["id"].as_str().unwrap();
-    let noticed = await_revision(&two, revision);
-    assert!(noticed < Duration::from_secs(5), "the other process swapped after {noticed:?}");
-    assert_eq!(publish(&two, &customer, "on-two", &body)["publication"]["charge_cents"], 7);
-    two.await_log("policy swapped: activated in the database", 1);
 
+    // Shadow: active on both within seconds; the other process records the monitor verdict.
+    let (status, shadowed) = upload(&one, &shadow, &[]);
+    assert_eq!(status, 201, "{shadowed}");
+    let shadow_revision = shadowed["id"].as_str().unwrap().to_owned();
+    let noticed = await_revision(&two, &shadow_revision);
+    assert!(noticed < Duration::from_secs(5), "the other process swapped after {noticed:?}");
+    let tried = publish(&two, &customer, "shadow-on-two", &body);
+    assert_eq!(
+        (&tried["decision"]["outcome"], &tried["publication"]["charge_cents"]),
+        (&json!("allow"), &json!(4))
+    );
+    let gates: Vec<Value> = serde_json::from_str(tried["decision"]["gates"].as_str().unwrap()).unwrap();
+    let next = gates.iter().find(|g| g["gate"] == "credit-next").unwrap();
+    assert_eq!((&next["mode"], &next["outcome"]), (&json!("monitor"), &json!("deny")), "{next}");
+    let (status, report, _) = two.call(
+        "POST",
+        "/v1/policy/diff",
+        Some(&alice),
+        Some(json!({"manifest": shadow.replace("mode = \"monitor\"\n", ""), "since": "1h"})),
+    );
+    assert_eq!((status, &report["transitions"]), (200, &json!({"allow→deny": 1})), "{report}");
+
+    // Active: the new version decides on both processes.
+    let (status, active) = upload(&one, &swapped, &[]);
+    assert_eq!(status, 201, "{active}");
+    await_revision(&two, active["id"].as_str().unwrap());
+    assert_eq!(publish(&two, &customer, "on-two", &body)["publication"]["charge_cents"], 7);
+    two.await_log("policy swapped: activated in the database", 2);
+
+    // And back, through the other process.
     let (status, _, _) = two.call("POST", "/v1/policy/rollback", Some(&two.operator), Some(json!({"note": "back"})));
     assert_eq!(status, 200);
-    await_revision(&one, &bootstrap);
+    await_revision(&one, &shadow_revision);
     assert_eq!(publish(&one, &customer, "on-one", &body)["publication"]["charge_cents"], 4);
+    let history = one.call("GET", "/v1/policy/revisions", Some(&alice), None).1;
+    let actions: Vec<&str> = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["rollback", "upload", "upload", "bootstrap"]);
 }

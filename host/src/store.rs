@@ -1364,11 +1364,7 @@ macro_rules! impl_store {
                     .bind(&reviewer.created_at)
                     .execute(&mut *tx)
                     .await?;
-                sqlx::query("INSERT INTO audit (workspace_id, actor, action, subject, created_at) VALUES (NULL, 'operator', 'reviewer.create', $1, $2)")
-                    .bind(&reviewer.id)
-                    .bind(now())
-                    .execute(&mut *tx)
-                    .await?;
+                global_audit(&mut tx, "operator", "reviewer.create", &reviewer.id).await?;
                 tx.commit().await?;
                 Ok(reviewer)
             }
@@ -1402,11 +1398,7 @@ macro_rules! impl_store {
                     .execute(&mut *tx)
                     .await?;
                 let subject = format!("publishing_mode={mode} kill_switch={} blocked_terms={}", flags.kill_switch, flags.blocked_terms.len());
-                sqlx::query("INSERT INTO audit (workspace_id, actor, action, subject, created_at) VALUES (NULL, 'operator', 'flags.set', $1, $2)")
-                    .bind(subject)
-                    .bind(now())
-                    .execute(&mut *tx)
-                    .await?;
+                global_audit(&mut tx, "operator", "flags.set", &subject).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -1645,6 +1637,18 @@ macro_rules! impl_store {
             .fetch_optional(&mut *conn)
             .await?;
             Ok(Some(Published::Replayed(record, publication)))
+        }
+
+        /// Appends an audit record of no workspace (policies, reviewers, flags) inside the caller's transaction.
+        async fn global_audit(tx: &mut sqlx::Transaction<'static, $db>, actor: &str, action: &str, subject: &str) -> Result<(), sqlx::Error> {
+            sqlx::query("INSERT INTO audit (workspace_id, actor, action, subject, created_at) VALUES (NULL, $1, $2, $3, $4)")
+                .bind(actor)
+                .bind(action)
+                .bind(subject)
+                .bind(now())
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
         }
 
         /// Appends an audit record inside the caller's transaction.

@@ -10,9 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::fixtures::{approved_destination, set_mode, workspace};
+use crate::fixtures::{approved_destination, publish, set_mode, workspace};
 use crate::lifecycle::{new_version, reviewer};
 use crate::support::{Server, gate, reference_gates, root, write_policy};
 
@@ -84,36 +84,34 @@ async fn screenshot(client: &Client, name: &str) -> PathBuf {
 
 async fn sign_in(client: &Client, server: &Server, token: &str) {
     client.goto(&format!("{}/console", server.base)).await.unwrap();
-    client.find(Locator::Id("token")).await.unwrap().send_keys(token).await.unwrap();
-    client
-        .find(Locator::XPath("//button[text()='Sign in']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(client, "token", token).await;
+    click(client, "Sign in").await;
+    await_element(client, "//button[text()='Sign out']").await;
+}
+
+/// Clicks the button labelled `label`.
+async fn click(client: &Client, label: &str) {
+    let button = client.find(Locator::XPath(&format!("//button[text()='{label}']"))).await.unwrap();
+    button.click().await.unwrap();
+}
+
+/// Types `text` into the field with id `id`.
+async fn type_into(client: &Client, id: &str, text: &str) {
+    client.find(Locator::Id(id)).await.unwrap().send_keys(text).await.unwrap();
+}
+
+/// Waits for an element matching `xpath`: the page after a form was sent.
+async fn await_element(client: &Client, xpath: &str) -> fantoccini::elements::Element {
     client
         .wait()
         .at_most(Duration::from_secs(10))
-        .for_element(Locator::XPath("//button[text()='Sign out']"))
+        .for_element(Locator::XPath(xpath))
         .await
-        .unwrap();
+        .unwrap()
 }
 
 async fn heading(client: &Client) -> String {
     client.find(Locator::Css("h1")).await.unwrap().text().await.unwrap()
-}
-
-fn publish(server: &Server, customer: &str, key: &str, body: &Value) -> (u16, Value) {
-    let raw = body.to_string();
-    let (status, answer, _) = server.raw_with(
-        "POST",
-        "/v1/publications",
-        Some(customer),
-        Some(raw.as_bytes()),
-        &[("Idempotency-Key", key)],
-    );
-    (status, answer)
 }
 
 #[test]
@@ -139,7 +137,7 @@ fn a_customer_approves_a_draft_in_the_console_and_the_next_publication_is_allowe
     server.call("POST", &format!("/v1/drafts/{draft}/submit"), Some(&customer), None);
     set_mode(&server, "live");
     let body = json!({"draft_id": draft, "destination_id": destination});
-    let (status, waiting) = publish(&server, &customer, "before", &body);
+    let (status, waiting, _) = publish(&server, &customer, "before", &body);
     assert_eq!((status, &waiting["decision"]["outcome"]), (202, &json!("pending")), "{waiting}");
 
     in_browser(async |client| {
@@ -152,27 +150,10 @@ fn a_customer_approves_a_draft_in_the_console_and_the_next_publication_is_allowe
         assert!(page.contains("Preview for sandbox"), "the sandbox preview is rendered");
         assert!(page.contains("&lt;b&gt;not bold&lt;/b&gt;"), "draft text is escaped, never markup");
         screenshot(client, "console-approval-queue").await;
-        client
-            .find(Locator::XPath("//button[text()='Approve']"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        client
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::XPath("//p[text()='Nothing waits for your approval.']"))
-            .await
-            .unwrap();
+        click(client, "Approve").await;
+        await_element(client, "//p[text()='Nothing waits for your approval.']").await;
         client.goto(&format!("{}/console/keys", server.base)).await.unwrap();
-        client
-            .find(Locator::Id("label"))
-            .await
-            .unwrap()
-            .send_keys("from the console")
-            .await
-            .unwrap();
+        type_into(client, "label", "from the console").await;
         client
             .find(Locator::Css("input[value='drafts:read']"))
             .await
@@ -180,19 +161,9 @@ fn a_customer_approves_a_draft_in_the_console_and_the_next_publication_is_allowe
             .click()
             .await
             .unwrap();
-        client
-            .find(Locator::XPath("//button[text()='Create key']"))
+        click(client, "Create key").await;
+        let secret = await_element(client, "//*[@data-testid='new-key-secret']")
             .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        let secret = client
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css("[data-testid=new-key-secret]"))
-            .await
-            .unwrap()
             .text()
             .await
             .unwrap();
@@ -203,7 +174,7 @@ fn a_customer_approves_a_draft_in_the_console_and_the_next_publication_is_allowe
         assert!(client.source().await.unwrap().contains("$6.00"), "the balance is shown");
     });
 
-    let (status, published) = publish(&server, &customer, "after", &body);
+    let (status, published, _) = publish(&server, &customer, "after", &body);
     assert_eq!((status, &published["decision"]["outcome"]), (201, &json!("allow")), "{published}");
     let (_, keys, _) = server.call("GET", "/v1/api-keys", Some(&customer), None);
     assert_eq!(keys["items"][0]["label"], "from the console");
@@ -254,26 +225,9 @@ fn a_reviewer_signs_off_in_the_console_and_the_strict_mode_revision_is_accepted(
             client.source().await.unwrap().contains("world safety-gate"),
             "the WIT contract is shown"
         );
-        client
-            .find(Locator::Id("note"))
-            .await
-            .unwrap()
-            .send_keys("compared with v1: same code, new version section")
-            .await
-            .unwrap();
-        client
-            .find(Locator::XPath("//button[text()='Sign off']"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-        client
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::XPath("//li[contains(., 'same code, new version section')]"))
-            .await
-            .unwrap();
+        type_into(client, "note", "compared with v1: same code, new version section").await;
+        click(client, "Sign off").await;
+        await_element(client, "//li[contains(., 'same code, new version section')]").await;
         screenshot(client, "console-gate-sign-off").await;
     });
 

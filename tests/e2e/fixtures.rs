@@ -124,3 +124,15 @@ pub fn set_mode(server: &Server, mode: &str) {
     );
     assert_eq!(status, 200);
 }
+
+/// Requests a publication with `key` as its idempotency key: status, body and content type.
+pub fn publish(server: &Server, token: &str, key: &str, body: &Value) -> (u16, Value, String) {
+    let raw = body.to_string();
+    server.raw_with(
+        "POST",
+        "/v1/publications",
+        Some(token),
+        Some(raw.as_bytes()),
+        &[("Idempotency-Key", key)],
+    )
+}

@@ -74,17 +74,52 @@ pub fn reviewer(server: &Server, label: &str) -> String {
     created["token"].as_str().unwrap().to_owned()
 }
 
-fn publish(server: &Server, customer: &str, key: &str, body: &Value) -> Value {
-    let raw = body.to_string();
-    let (status, answer, _) = server.raw_with(
-        "POST",
-        "/v1/publications",
-        Some(customer),
-        Some(raw.as_bytes()),
-        &[("Idempotency-Key", key)],
-    );
+/// Publishes, expecting an allow: the answer.
+fn published(server: &Server, customer: &str, key: &str, body: &Value) -> Value {
+    let (status, answer, _) = crate::fixtures::publish(server, customer, key, body);
     assert_eq!(status, 201, "{answer}");
     answer
+}
+
+/// A new version of the credit gate, and the manifests that try it.
+struct CreditV2 {
+    bytes: Vec<u8>,
+    digest: String,
+    /// The reference gates with v2 beside the credit gate as `credit-next`, in monitor mode,
+    /// at a price no test balance covers.
+    shadow: String,
+}
+
+impl CreditV2 {
+    fn new() -> Self {
+        let bytes = new_version(&gate("credit"), "2");
+        let digest = sha256(&bytes);
+        let credit = crate::support::digest(&gate("credit"));
+        let shadow = reference_manifest(&format!(
+            "\n[[gate]]\nname = \"credit\"\nsha256 = \"{credit}\"\nconfig = {{ price_cents = 4 }}\n\
+             \n[[gate]]\nname = \"credit-next\"\nsha256 = \"{digest}\"\nmode = \"monitor\"\nconfig = {{ price_cents = 5000 }}\n"
+        ));
+        Self { bytes, digest, shadow }
+    }
+
+    /// The shadow policy with credit-next enforcing.
+    fn enforcing(&self) -> String {
+        self.shadow.replace("mode = \"monitor\"\n", "")
+    }
+
+    /// The reference gates with v2 as the credit gate, at `price`.
+    fn swapped(&self, price: i64) -> String {
+        reference_manifest(&format!(
+            "\n[[gate]]\nname = \"credit\"\nsha256 = \"{}\"\nconfig = {{ price_cents = {price} }}\n",
+            self.digest
+        ))
+    }
+}
+
+/// The credit-next verdict of a decision in a publication answer.
+fn credit_next(answer: &Value) -> Value {
+    let gates: Vec<Value> = serde_json::from_str(answer["decision"]["gates"].as_str().unwrap()).unwrap();
+    gates.into_iter().find(|g| g["gate"] == "credit-next").unwrap()
 }
 
 /// Waits until `server` runs `revision`, as its readiness endpoint reports.
@@ -106,17 +141,9 @@ fn await_revision(server: &Server, revision: &str) -> Duration {
 #[test]
 fn a_gate_version_is_signed_off_tried_in_shadow_diffed_activated_and_rolled_back() {
     let dir = tempfile::tempdir().unwrap();
-    let v2 = new_version(&gate("credit"), "2");
-    let v2_digest = sha256(&v2);
-    let credit = crate::support::digest(&gate("credit"));
-    let shadow = reference_manifest(&format!(
-        "\n[[gate]]\nname = \"credit\"\nsha256 = \"{credit}\"\nconfig = {{ price_cents = 4 }}\n\
-         \n[[gate]]\nname = \"credit-next\"\nsha256 = \"{v2_digest}\"\nmode = \"monitor\"\nconfig = {{ price_cents = 5000 }}\n"
-    ));
-    let candidate = shadow.replace("mode = \"monitor\"\n", "");
-    let swapped = reference_manifest(&format!(
-        "\n[[gate]]\nname = \"credit\"\nsha256 = \"{v2_digest}\"\nconfig = {{ price_cents = 5 }}\n"
-    ));
+    let version = CreditV2::new();
+    let (v2, v2_digest, shadow, candidate) = (&version.bytes, &version.digest, &version.shadow, version.enforcing());
+    let swapped = version.swapped(5);
     std::fs::write(dir.path().join("credit-next.wasm"), &v2).unwrap();
     each_backend(|server| {
         let (_, customer, body) = ready(server, 1_000);
@@ -129,7 +156,7 @@ fn a_gate_version_is_signed_off_tried_in_shadow_diffed_activated_and_rolled_back
             "{first}"
         );
         assert_eq!(first["sign_offs_required"], 1, "strict mode is on by default");
-        publish(server, &customer, "before", &body);
+        published(server, &customer, "before", &body);
 
         // Strict mode: nothing is signed off yet, so the upload lists all six components.
         let (status, refused) = upload(server, &shadow, &[&v2]);
@@ -137,7 +164,7 @@ fn a_gate_version_is_signed_off_tried_in_shadow_diffed_activated_and_rolled_back
         let missing = refused["missing"].as_array().unwrap();
         assert_eq!(missing.len(), 6, "{refused}");
         assert!(missing.iter().all(|m| m["have"] == 0 && m["need"] == 1));
-        assert!(refused["detail"].as_str().unwrap().contains(&v2_digest), "{refused}");
+        assert!(refused["detail"].as_str().unwrap().contains(v2_digest.as_str()), "{refused}");
         assert_eq!(server.get("/readyz")["revision"], bootstrap, "a refused policy changes nothing");
 
         // Only reviewers sign off, and only what the server holds (the refused upload's components are held).
@@ -181,9 +208,8 @@ fn a_gate_version_is_signed_off_tried_in_shadow_diffed_activated_and_rolled_back
         assert_eq!(status, 201, "{shadowed}");
         let shadow_revision = shadowed["id"].as_str().unwrap().to_owned();
         assert_eq!(server.get("/readyz")["revision"], shadow_revision);
-        let tried = publish(server, &customer, "shadowed", &body);
-        let gates: Vec<Value> = serde_json::from_str(tried["decision"]["gates"].as_str().unwrap()).unwrap();
-        let next = gates.iter().find(|g| g["gate"] == "credit-next").unwrap();
+        let tried = published(server, &customer, "shadowed", &body);
+        let next = credit_next(&tried);
         assert_eq!(
             (&next["mode"], &next["outcome"], &next["code"]),
             (&json!("monitor"), &json!("deny"), &json!("insufficient_credit"))
@@ -222,7 +248,7 @@ fn a_gate_version_is_signed_off_tried_in_shadow_diffed_activated_and_rolled_back
         let (status, active) = upload(server, &swapped, &[]);
         assert_eq!(status, 201, "{active}");
         let swapped_revision = active["id"].as_str().unwrap().to_owned();
-        assert_eq!(publish(server, &customer, "swapped", &body)["publication"]["charge_cents"], 5);
+        assert_eq!(published(server, &customer, "swapped", &body)["publication"]["charge_cents"], 5);
 
         // Rollback: by default to the revision before; then to any earlier one by id.
         let (status, back, _) = server.call(
@@ -232,7 +258,7 @@ fn a_gate_version_is_signed_off_tried_in_shadow_diffed_activated_and_rolled_back
             Some(json!({"note": "price"})),
         );
         assert_eq!((status, &back["id"]), (200, &json!(shadow_revision)), "{back}");
-        assert_eq!(publish(server, &customer, "rolled-back", &body)["publication"]["charge_cents"], 4);
+        assert_eq!(published(server, &customer, "rolled-back", &body)["publication"]["charge_cents"], 4);
         let to = |revision: &str| {
             server
                 .call(
@@ -381,16 +407,8 @@ fn two_processes_on_one_postgres_follow_uploads_and_rollbacks() {
     let (_, customer, body) = ready(&one, 1_000);
     set_mode(&one, "live");
     let alice = reviewer(&one, "Alice");
-    let v2 = new_version(&gate("credit"), "2");
-    let v2_digest = sha256(&v2);
-    let credit = crate::support::digest(&gate("credit"));
-    let shadow = reference_manifest(&format!(
-        "\n[[gate]]\nname = \"credit\"\nsha256 = \"{credit}\"\nconfig = {{ price_cents = 4 }}\n\
-         \n[[gate]]\nname = \"credit-next\"\nsha256 = \"{v2_digest}\"\nmode = \"monitor\"\nconfig = {{ price_cents = 5000 }}\n"
-    ));
-    let swapped = reference_manifest(&format!(
-        "\n[[gate]]\nname = \"credit\"\nsha256 = \"{v2_digest}\"\nconfig = {{ price_cents = 7 }}\n"
-    ));
+    let version = CreditV2::new();
+    let (v2, shadow, swapped) = (&version.bytes, &version.shadow, version.swapped(7));
 
     // Uploaded through one process, refused until signed off through the other: one database.
     let (status, refused) = upload(&one, &shadow, &[&v2]);
@@ -406,19 +424,18 @@ fn two_processes_on_one_postgres_follow_uploads_and_rollbacks() {
     let shadow_revision = shadowed["id"].as_str().unwrap().to_owned();
     let noticed = await_revision(&two, &shadow_revision);
     assert!(noticed < Duration::from_secs(5), "the other process swapped after {noticed:?}");
-    let tried = publish(&two, &customer, "shadow-on-two", &body);
+    let tried = published(&two, &customer, "shadow-on-two", &body);
     assert_eq!(
         (&tried["decision"]["outcome"], &tried["publication"]["charge_cents"]),
         (&json!("allow"), &json!(4))
     );
-    let gates: Vec<Value> = serde_json::from_str(tried["decision"]["gates"].as_str().unwrap()).unwrap();
-    let next = gates.iter().find(|g| g["gate"] == "credit-next").unwrap();
+    let next = credit_next(&tried);
     assert_eq!((&next["mode"], &next["outcome"]), (&json!("monitor"), &json!("deny")), "{next}");
     let (status, report, _) = two.call(
         "POST",
         "/v1/policy/diff",
         Some(&alice),
-        Some(json!({"manifest": shadow.replace("mode = \"monitor\"\n", ""), "since": "1h"})),
+        Some(json!({"manifest": version.enforcing(), "since": "1h"})),
     );
     assert_eq!((status, &report["transitions"]), (200, &json!({"allow→deny": 1})), "{report}");
 
@@ -426,14 +443,14 @@ fn two_processes_on_one_postgres_follow_uploads_and_rollbacks() {
     let (status, active) = upload(&one, &swapped, &[]);
     assert_eq!(status, 201, "{active}");
     await_revision(&two, active["id"].as_str().unwrap());
-    assert_eq!(publish(&two, &customer, "on-two", &body)["publication"]["charge_cents"], 7);
+    assert_eq!(published(&two, &customer, "on-two", &body)["publication"]["charge_cents"], 7);
     two.await_log("policy swapped: activated in the database", 2);
 
     // And back, through the other process.
     let (status, _, _) = two.call("POST", "/v1/policy/rollback", Some(&two.operator), Some(json!({"note": "back"})));
     assert_eq!(status, 200);
     await_revision(&one, &shadow_revision);
-    assert_eq!(publish(&one, &customer, "on-one", &body)["publication"]["charge_cents"], 4);
+    assert_eq!(published(&one, &customer, "on-one", &body)["publication"]["charge_cents"], 4);
     let history = one.call("GET", "/v1/policy/revisions", Some(&alice), None).1;
     let actions: Vec<&str> = history["items"]
         .as_array()

@@ -4,19 +4,8 @@
 use serde_json::{Value, json};
 
 use crate::api::{each_backend, each_backend_in};
-use crate::fixtures::{approved_draft, ready, set_mode, workspace};
+use crate::fixtures::{approved_draft, publish, ready, set_mode, workspace};
 use crate::support::Server;
-
-fn publish(server: &Server, token: &str, key: &str, body: &Value) -> (u16, Value, String) {
-    let raw = body.to_string();
-    server.raw_with(
-        "POST",
-        "/v1/publications",
-        Some(token),
-        Some(raw.as_bytes()),
-        &[("Idempotency-Key", key)],
-    )
-}
 
 fn balance(server: &Server, ws: &str, token: &str) -> i64 {
     server.call("GET", &format!("/v1/workspaces/{ws}/balance"), Some(token), None).1["balance_cents"]

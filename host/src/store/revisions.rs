@@ -167,13 +167,7 @@ macro_rules! impl_revision_store {
                 .rows_affected()
                     == 1;
                 if activated {
-                    sqlx::query("INSERT INTO audit (workspace_id, actor, action, subject, created_at) VALUES (NULL, $1, $2, $3, $4)")
-                        .bind(actor)
-                        .bind(format!("policy.{action}"))
-                        .bind(&revision.id)
-                        .bind(now())
-                        .execute(&mut *tx)
-                        .await?;
+                    global_audit(&mut tx, actor, &format!("policy.{action}"), &revision.id).await?;
                 }
                 tx.commit().await?;
                 Ok(activated)
@@ -219,12 +213,7 @@ macro_rules! impl_revision_store {
                     .rows_affected()
                     == 1;
                 if created {
-                    sqlx::query("INSERT INTO audit (workspace_id, actor, action, subject, created_at) VALUES (NULL, $1, 'gate.sign_off', $2, $3)")
-                        .bind(reviewer_id)
-                        .bind(digest)
-                        .bind(now())
-                        .execute(&mut *tx)
-                        .await?;
+                    global_audit(&mut tx, reviewer_id, "gate.sign_off", digest).await?;
                 }
                 let signed: super::revisions::SignOff = sqlx::query_as("SELECT digest, reviewer_id, note, created_at FROM gate_sign_offs WHERE digest = $1 AND reviewer_id = $2")
                     .bind(digest)

@@ -144,7 +144,7 @@ fn a_gate_version_is_signed_off_tried_in_shadow_diffed_activated_and_rolled_back
     let version = CreditV2::new();
     let (v2, v2_digest, shadow, candidate) = (&version.bytes, &version.digest, &version.shadow, version.enforcing());
     let swapped = version.swapped(5);
-    std::fs::write(dir.path().join("credit-next.wasm"), &v2).unwrap();
+    std::fs::write(dir.path().join("credit-next.wasm"), v2).unwrap();
     each_backend(|server| {
         let (_, customer, body) = ready(server, 1_000);
         set_mode(server, "live");
@@ -159,7 +159,7 @@ fn a_gate_version_is_signed_off_tried_in_shadow_diffed_activated_and_rolled_back
         published(server, &customer, "before", &body);
 
         // Strict mode: nothing is signed off yet, so the upload lists all six components.
-        let (status, refused) = upload(server, &shadow, &[&v2]);
+        let (status, refused) = upload(server, shadow, &[v2]);
         assert_eq!((status, &refused["type"]), (409, &json!("/problems/sign_off_missing")), "{refused}");
         let missing = refused["missing"].as_array().unwrap();
         assert_eq!(missing.len(), 6, "{refused}");
@@ -204,7 +204,7 @@ fn a_gate_version_is_signed_off_tried_in_shadow_diffed_activated_and_rolled_back
         assert_eq!(active_credit["active"]["config"], json!({"price_cents": 4}), "{active_credit}");
 
         // Signed off, the shadow revision goes live without its components: the server holds them.
-        let (status, shadowed) = upload(server, &shadow, &[]);
+        let (status, shadowed) = upload(server, shadow, &[]);
         assert_eq!(status, 201, "{shadowed}");
         let shadow_revision = shadowed["id"].as_str().unwrap().to_owned();
         assert_eq!(server.get("/readyz")["revision"], shadow_revision);
@@ -411,7 +411,7 @@ fn two_processes_on_one_postgres_follow_uploads_and_rollbacks() {
     let (v2, shadow, swapped) = (&version.bytes, &version.shadow, version.swapped(7));
 
     // Uploaded through one process, refused until signed off through the other: one database.
-    let (status, refused) = upload(&one, &shadow, &[&v2]);
+    let (status, refused) = upload(&one, shadow, &[v2]);
     assert_eq!(status, 409, "{refused}");
     for m in refused["missing"].as_array().unwrap() {
         let path = format!("/v1/gates/{}/sign-off", m["digest"].as_str().unwrap());
@@ -419,7 +419,7 @@ fn two_processes_on_one_postgres_follow_uploads_and_rollbacks() {
     }
 
     // Shadow: active on both within seconds; the other process records the monitor verdict.
-    let (status, shadowed) = upload(&one, &shadow, &[]);
+    let (status, shadowed) = upload(&one, shadow, &[]);
     assert_eq!(status, 201, "{shadowed}");
     let shadow_revision = shadowed["id"].as_str().unwrap().to_owned();
     let noticed = await_revision(&two, &shadow_revision);

@@ -245,11 +245,21 @@ struct SignInForm {
     token: String,
 }
 
-async fn sign_in<S: Store>(State(app): State<Arc<App<S>>>, Form(form): Form<SignInForm>) -> Response {
+async fn sign_in<S: Store>(State(app): State<Arc<App<S>>>, headers: HeaderMap, Form(form): Form<SignInForm>) -> Response {
+    // Login CSRF: another site must not sign this browser in as someone else.
+    // Browsers say where a form came from; a client that does not say is no browser.
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && !matches!(site, "same-origin" | "none")
+    {
+        return sign_in_page(StatusCode::FORBIDDEN, Some("Sign in from the console's own page."));
+    }
     let token = form.token.trim();
     match api::person(&app, token).await {
         Ok(Principal::Customer { .. } | Principal::Reviewer { .. }) => {
-            let cookie = format!("{COOKIE}={token}; Path=/console; HttpOnly; SameSite=Strict");
+            // Over a network the cookie travels only over TLS; on this machine
+            // (plain http to a loopback name, which browsers count as secure) too.
+            let secure = if is_loopback(&headers) { "" } else { "; Secure" };
+            let cookie = format!("{COOKIE}={token}; Path=/console; HttpOnly; SameSite=Strict{secure}");
             match HeaderValue::from_str(&cookie) {
                 Ok(value) => ([(header::SET_COOKIE, value)], Redirect::to("/console")).into_response(),
                 Err(_) => sign_in_page(StatusCode::UNAUTHORIZED, Some("That is not a postgate token.")),
@@ -261,6 +271,18 @@ async fn sign_in<S: Store>(State(app): State<Arc<App<S>>>, Form(form): Form<Sign
         ),
         Err(_) => sign_in_page(StatusCode::UNAUTHORIZED, Some("That token is unknown or revoked.")),
     }
+}
+
+/// Whether the request named a loopback host: `localhost`, `127.x.x.x` or `[::1]`.
+fn is_loopback(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[derive(Deserialize)]
@@ -646,27 +668,17 @@ async fn sign_off<S: Store>(
 async fn revisions<S: Store>(State(app): State<Arc<App<S>>>, headers: HeaderMap) -> Response {
     with_session!(app, headers, |session| {
         reviewer(&session)?;
-        let activations = app.store.activations(i64::MAX, LISTED).await.map_err(internal)?;
-        let mut entries = Vec::with_capacity(activations.len());
-        for activation in &activations {
-            let revision = app
-                .store
-                .revision(&activation.revision_id)
-                .await
-                .map_err(internal)?
-                .map(|r| r.manifest)
-                .unwrap_or_default();
-            entries.push((activation, revision));
-        }
+        let entries = app.store.history(i64::MAX, LISTED).await.map_err(internal)?;
         let body = html! {
             p { "Newest first. Each entry shows what changed from the revision active before it." }
-            @for (i, (activation, manifest)) in entries.iter().enumerate() {
+            @for (i, entry) in entries.iter().enumerate() {
+                @let activation = &entry.activation;
                 section class="item" {
                     h2 { code { (activation.revision_id) } " · " (activation.action) }
                     p { "By " (activation.actor) " at " (activation.created_at) @if !activation.note.is_empty() { ": “" (activation.note) "”" } }
                     @match entries.get(i + 1) {
-                        Some((_, before)) => pre aria-label="Changes" { (manifest_diff(before, manifest)) },
-                        None => pre { (manifest) },
+                        Some(before) => pre aria-label="Changes" { (manifest_diff(&before.manifest, &entry.manifest)) },
+                        None => pre { (entry.manifest) },
                     }
                 }
             }
@@ -737,4 +749,27 @@ async fn decisions<S: Store>(State(app): State<Arc<App<S>>>, headers: HeaderMap,
         };
         Ok(page("Decision log", Some(&session), body).into_response())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_told_apart() {
+        let host = |value: &'static str| HeaderMap::from_iter([(header::HOST, HeaderValue::from_static(value))]);
+        for loopback in ["localhost", "localhost:8080", "127.0.0.1:8080", "127.9.9.9", "[::1]:80"] {
+            assert!(is_loopback(&host(loopback)), "{loopback}");
+        }
+        for remote in ["example.com", "10.0.0.1:80", "[2001:db8::1]:443", "localhost.example.com"] {
+            assert!(!is_loopback(&host(remote)), "{remote}");
+        }
+        assert!(!is_loopback(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn money_reads_as_dollars() {
+        assert_eq!(dollars(600), "$6.00");
+        assert_eq!(dollars(-4), "-$0.04");
+    }
 }

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::engine::{Chain, GateLoadError, Runtime};
 use crate::model::{GateRequest, Outcome};
 use crate::policy::{GateMode, GateSpec, Policy, PolicyError};
-use crate::store::{Revision, Store, StoreError, now};
+use crate::store::{Activation, Revision, Store, StoreError, now};
 
 /// How often a process checks which revision is active.
 pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
@@ -60,6 +60,15 @@ pub struct ActivePolicy {
     runtime: Runtime,
     file: PathBuf,
     chain: ArcSwap<Chain>,
+    /// The activation the running chain answers to (0: the file, before any),
+    /// and the newer active revision that cannot load here, if one cannot.
+    state: Mutex<Installed>,
+}
+
+#[derive(Default)]
+struct Installed {
+    seq: i64,
+    stale: Option<String>,
 }
 
 impl ActivePolicy {
@@ -71,6 +80,7 @@ impl ActivePolicy {
             runtime,
             file,
             chain: ArcSwap::new(Arc::new(chain)),
+            state: Mutex::default(),
         })
     }
 
@@ -92,11 +102,41 @@ impl ActivePolicy {
         Ok((candidate, chain))
     }
 
-    /// Makes `chain` the one new requests run on.
-    pub fn install(&self, chain: Chain) -> Arc<Chain> {
+    /// Makes `chain`, of activation `seq`, the one new requests run on, unless
+    /// the running chain is of that activation or a later one: installs racing
+    /// on one process (the follow loop, an upload, a rollback) end on the newest.
+    pub fn install(&self, seq: i64, chain: Chain) -> Option<Arc<Chain>> {
+        let mut state = self.state();
+        if seq <= state.seq {
+            return None;
+        }
         let chain = Arc::new(chain);
         self.chain.store(Arc::clone(&chain));
-        chain
+        *state = Installed { seq, stale: None };
+        Some(chain)
+    }
+
+    /// Records that the running chain answers to activation `seq` (it activated the same revision again).
+    fn adopt(&self, seq: i64) {
+        let mut state = self.state();
+        if seq > state.seq {
+            *state = Installed { seq, stale: None };
+        }
+    }
+
+    /// The activation the running chain answers to.
+    fn installed(&self) -> i64 {
+        self.state().seq
+    }
+
+    /// The active revision, when it is newer than the running chain and cannot load here.
+    pub fn stale(&self) -> Option<String> {
+        self.state().stale.clone()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, Installed> {
+        // The state is two plain fields: one a panicking holder left is still whole.
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -264,67 +304,91 @@ pub async fn compile(active: &Arc<ActivePolicy>, candidate: Arc<Candidate>) -> R
         })?
 }
 
+/// The last activation, naming the revision every process should run.
+pub async fn active<S: Store>(store: &S) -> Result<Option<Activation>, StoreError> {
+    Ok(store.activations(i64::MAX, 1).await?.into_iter().next())
+}
+
 /// What this process runs at start: the active stored revision, or, on a
 /// database where nothing was ever activated, the host's policy file, which
 /// then becomes the first revision.
-pub async fn start<S: Store>(store: &S, active: &Arc<ActivePolicy>) -> Result<(), ActivationError> {
-    if store.active_revision_id().await?.is_none() {
-        let first = active.current();
-        if first.faults().is_empty() {
-            let candidate = Candidate::from_file(&active.file)?;
-            store.hold_components(&candidate.components).await?;
-            let origin = format!("host file {}", active.file.display());
-            if store
-                .activate(&candidate.revision(&origin)?, "bootstrap", "host", "first start", true)
-                .await?
-            {
-                tracing::info!(revision = first.revision(), "policy file stored as the first revision");
-                return Ok(());
-            }
-        } else {
+pub async fn start<S: Store>(store: &S, policy: &Arc<ActivePolicy>) -> Result<(), ActivationError> {
+    if active(store).await?.is_none() {
+        let first = policy.current();
+        if !first.faults().is_empty() {
             tracing::error!("the policy file has broken gates: it runs, denying everything, but is not stored as a revision");
             return Ok(());
         }
+        let candidate = Candidate::from_file(&policy.file)?;
+        store.hold_components(&candidate.components).await?;
+        let origin = format!("host file {}", policy.file.display());
+        if let Some(seq) = store
+            .activate(&candidate.revision(&origin)?, "bootstrap", "host", "first start", true)
+            .await?
+        {
+            policy.adopt(seq);
+            tracing::info!(revision = first.revision(), "policy file stored as the first revision");
+            return Ok(());
+        }
+        // Another process bootstrapped the database first: follow it.
     }
-    follow_once(store, active).await.map(|_| ())
+    follow_once(store, policy).await.map(|_| ())
 }
 
-/// Swaps in the active stored revision if this process runs another; returns
-/// the revision swapped in, if any.
-pub async fn follow_once<S: Store>(store: &S, active: &Arc<ActivePolicy>) -> Result<Option<String>, ActivationError> {
-    let Some(id) = store.active_revision_id().await? else {
-        return Ok(None);
-    };
-    if id == active.current().revision() {
+/// Swaps in the active stored revision if this process runs an older
+/// activation; returns the revision swapped in, if any.
+pub async fn follow_once<S: Store>(store: &S, policy: &Arc<ActivePolicy>) -> Result<Option<String>, ActivationError> {
+    let Some(activation) = active(store).await? else { return Ok(None) };
+    if activation.seq <= policy.installed() {
         return Ok(None);
     }
-    let candidate = Arc::new(Candidate::stored(store, &id).await?);
-    let chain = compile(active, candidate).await?;
-    active.install(chain);
-    Ok(Some(id))
+    let running = policy.current();
+    // The same revision activated again, or this process's own activation: nothing to load,
+    // unless the running chain is broken and the database holds good components.
+    if activation.revision_id == running.revision() && running.faults().is_empty() {
+        policy.adopt(activation.seq);
+        return Ok(None);
+    }
+    let candidate = Arc::new(Candidate::stored(store, &activation.revision_id).await?);
+    let chain = compile(policy, candidate).await?;
+    Ok(policy.install(activation.seq, chain).map(|_| activation.revision_id))
 }
 
 /// Follows the active revision for the life of the process. A revision that
-/// cannot load here is reported once and the running chain stays.
-pub async fn follow<S: Store>(store: S, active: Arc<ActivePolicy>) {
-    let mut refused: Option<String> = None;
+/// cannot load here is reported once, the running chain stays, and readiness
+/// fails until a loadable revision is active.
+pub async fn follow<S: Store>(store: S, policy: Arc<ActivePolicy>) {
     loop {
         tokio::time::sleep(FOLLOW_INTERVAL).await;
-        match follow_once(&store, &active).await {
-            Ok(Some(id)) => {
-                refused = None;
-                tracing::info!(revision = %id, "policy swapped: activated in the database");
-            }
+        match follow_once(&store, &policy).await {
+            Ok(Some(id)) => tracing::info!(revision = %id, "policy swapped: activated in the database"),
             Ok(None) => {}
             Err(err) => {
-                let id = store.active_revision_id().await.ok().flatten();
-                if refused != id {
-                    tracing::error!(error = %err, revision = ?id, "active revision cannot load here; the running policy stays");
-                    refused = id;
+                let id = active(&store).await.ok().flatten().map(|a| a.revision_id);
+                let mut state = policy.state();
+                if state.stale != id {
+                    tracing::error!(error = %err, revision = ?id, "active revision cannot load here; the running policy stays and readiness fails");
+                    state.stale = id;
                 }
             }
         }
     }
+}
+
+/// The revision a rollback without a target returns to: the one active before
+/// the current one, where each rollback undoes what it rolled back, so that
+/// rolling back twice from C in A, B, C reaches A. Activations oldest first.
+pub fn rollback_target(activations: &[Activation]) -> Option<&str> {
+    let mut stack: Vec<&str> = Vec::new();
+    for activation in activations {
+        let id = activation.revision_id.as_str();
+        match stack.iter().rposition(|r| *r == id) {
+            Some(at) if activation.action == "rollback" => stack.truncate(at + 1),
+            _ if stack.last() == Some(&id) => {}
+            _ => stack.push(id),
+        }
+    }
+    stack.len().checked_sub(2).map(|at| stack[at])
 }
 
 /// A gate whose component lacks the sign-offs strict mode requires.
@@ -487,4 +551,49 @@ pub fn parse_since(text: &str) -> Result<String, String> {
             .ok_or_else(|| format!("`since` reaches back too far: `{text}`"))
     })?;
     Ok(humantime::format_rfc3339_micros(at).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn activation(revision: &str, action: &str) -> Activation {
+        Activation {
+            seq: 0,
+            revision_id: revision.into(),
+            action: action.into(),
+            actor: "operator".into(),
+            note: String::new(),
+            created_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn rolling_back_walks_back_through_the_history() {
+        let mut history = vec![activation("a", "bootstrap"), activation("b", "upload"), activation("c", "upload")];
+        assert_eq!(rollback_target(&history), Some("b"));
+        history.push(activation("b", "rollback"));
+        assert_eq!(rollback_target(&history), Some("a"), "not back to c");
+        history.push(activation("a", "rollback"));
+        assert_eq!(rollback_target(&history), None, "nothing before the first");
+        history.push(activation("c", "rollback"));
+        assert_eq!(
+            rollback_target(&history),
+            Some("a"),
+            "a rollback to a revision no longer stacked pushes it"
+        );
+        history.push(activation("c", "upload"));
+        assert_eq!(
+            rollback_target(&history),
+            Some("a"),
+            "activating the running revision again changes nothing"
+        );
+    }
+
+    #[test]
+    fn since_takes_times_and_durations() {
+        assert_eq!(parse_since("2026-12-04T10:00:00Z").unwrap(), "2026-12-04T10:00:00.000000Z");
+        assert!(parse_since("2h").unwrap() < now());
+        assert!(parse_since("yesterday").unwrap_err().contains("RFC 3339"));
+    }
 }

@@ -83,15 +83,36 @@ impl Source {
         Ok(serde_json::to_vec(self)?)
     }
 
-    /// Writes the files under `dir`.
-    pub fn write_to(&self, dir: &Path) -> anyhow::Result<()> {
-        for (path, text) in &self.files {
-            // Embedded paths come from a component: never let one escape `dir`.
+    /// Refuses a section no `gate build` writes: it comes from a component,
+    /// which anyone may have made. The package must be a plain crate name; each
+    /// path plain, relative and not hidden (so no `.cargo/config.toml` can
+    /// change how a rebuild runs); the toolchain file may not name a local toolchain.
+    fn check(&self) -> anyhow::Result<()> {
+        if self.package.is_empty() || !self.package.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            bail!("the embedded source names package `{}`, which is not a crate name", self.package);
+        }
+        for path in self.files.keys() {
             let relative = Path::new(path);
-            if relative.is_absolute() || relative.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+            let plain =
+                |c: std::path::Component<'_>| matches!(c, std::path::Component::Normal(name) if !name.to_string_lossy().starts_with('.'));
+            if relative.is_absolute() || !relative.components().all(plain) {
                 bail!("the embedded source names `{path}`, which is not a plain relative path");
             }
-            let file = dir.join(relative);
+        }
+        if let Some(toolchain) = self.files.get("rust-toolchain.toml") {
+            let table: toml::Table = toml::from_str(toolchain).map_err(|err| anyhow!("the embedded rust-toolchain.toml: {err}"))?;
+            if table.get("toolchain").and_then(|t| t.get("path")).is_some() {
+                bail!("the embedded rust-toolchain.toml names a local toolchain `path`");
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the files under `dir`.
+    pub fn write_to(&self, dir: &Path) -> anyhow::Result<()> {
+        self.check()?;
+        for (path, text) in &self.files {
+            let file = dir.join(path);
             if let Some(parent) = file.parent() {
                 std::fs::create_dir_all(parent)?;
             }
@@ -141,6 +162,7 @@ pub fn embedded(component: &[u8]) -> anyhow::Result<Option<Source>> {
     if source.format != FORMAT {
         bail!("the `{SECTION}` section is format {}, this postgate reads {FORMAT}", source.format);
     }
+    source.check()?;
     Ok(Some(source))
 }
 
@@ -237,10 +259,22 @@ mod tests {
         assert_eq!(embedded(component).unwrap(), None);
         let twice = embed(&with, &source.to_bytes().unwrap());
         assert!(embedded(&twice).is_err(), "two sections are ambiguous");
-        let mut escaping = source;
-        escaping.files.insert("../outside".into(), String::new());
         let dir = tempfile::tempdir().unwrap();
-        assert!(escaping.write_to(dir.path()).is_err());
+        for (path, text) in [
+            ("../outside", ""),
+            ("/etc/passwd", ""),
+            (".cargo/config.toml", "[build]\nrustc-wrapper = \"sh\""),
+            ("rust-toolchain.toml", "[toolchain]\npath = \"/tmp/evil\""),
+        ] {
+            let mut hostile = source.clone();
+            hostile.files.insert(path.into(), text.into());
+            assert!(hostile.write_to(dir.path()).is_err(), "{path}");
+            let payload = hostile.to_bytes().unwrap();
+            assert!(embedded(&embed(component, &payload)).is_err(), "{path}");
+        }
+        let mut renamed = source;
+        renamed.package = "../../home".into();
+        assert!(renamed.write_to(dir.path()).is_err());
         assert!(!dir.path().parent().unwrap().join("outside").exists());
     }
 }

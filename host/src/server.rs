@@ -71,7 +71,7 @@ pub(crate) struct Readiness {
     revision: String,
 }
 
-/// Readiness: the database answers and a policy with no broken gate is active.
+/// Readiness: the database answers, and the active revision runs here with no broken gate.
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, body = Readiness), (status = 503, body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn readyz<S: Store>(State(app): State<Arc<App<S>>>) -> Result<Json<Readiness>, Problem> {
     app.store.ping().await.map_err(|err| {
@@ -90,6 +90,17 @@ pub(crate) async fn readyz<S: Store>(State(app): State<Arc<App<S>>>) -> Result<J
             "not_ready",
             "Not ready",
             format!("gate `{gate}` of the active policy cannot load"),
+        ));
+    }
+    if let Some(active) = app.policy.stale() {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "Not ready",
+            format!(
+                "the active revision `{active}` cannot load in this process, which still runs `{}`",
+                chain.revision()
+            ),
         ));
     }
     Ok(Json(Readiness {

@@ -17,7 +17,7 @@ use crate::auth::{NewToken, Scope};
 #[macro_use]
 mod revisions;
 use crate::model::{self, GateRequest, MediaRef};
-pub use revisions::{Activation, ReplayInput, Revision, RevisionStore, SignOff};
+pub use revisions::{Activation, HistoryRow, ReplayInput, Revision, RevisionStore, SignOff};
 
 /// Money, in integer cents.
 pub type Cents = i64;
@@ -1750,7 +1750,7 @@ pub mod sqlite {
         }
     });
 
-    impl_revision_store!(SqliteStore);
+    impl_revision_store!(SqliteStore, None);
 
     /// Opens (creating if missing) the SQLite file at `url` in WAL mode, migrates it, and starts its writer.
     pub async fn connect(url: &str) -> anyhow::Result<SqliteStore> {
@@ -1863,7 +1863,8 @@ pub mod postgres {
         }
     });
 
-    impl_revision_store!(PgStore);
+    // Two processes starting on an empty database must not both bootstrap.
+    impl_revision_store!(PgStore, Some("LOCK TABLE policy_activations IN EXCLUSIVE MODE"));
 
     /// Writes a decision at the head of its workspace's chain inside `tx`:
     /// with its charge, ledger entry and queued publication when it is an

@@ -252,12 +252,22 @@ fn console_forms_refuse_a_foreign_csrf_token_and_keys_cannot_sign_in() {
     let server = Server::start(dir.path(), &policy, None);
     let (_, customer) = workspace(&server, "Forged");
     let cookie = format!("postgate_session={customer}");
-    let (status, _, _) = server.post_form("/console/keys", Some(&cookie), "csrf=0000&label=forged&scope=drafts%3Aread");
+    let (status, _, _) = server.post_form(
+        "/console/keys",
+        &[("Cookie", &cookie)],
+        "csrf=0000&label=forged&scope=drafts%3Aread",
+    );
     assert_eq!(status, 403, "a form not served to the session changes nothing");
     let (_, keys, _) = server.call("GET", "/v1/api-keys", Some(&customer), None);
     assert_eq!(keys["items"], json!([]));
     for token in [server.operator.clone(), "pgk_not_a_key".into()] {
-        let (status, _, _) = server.post_form("/console/session", None, &format!("token={token}"));
+        let (status, _, _) = server.post_form("/console/session", &[], &format!("token={token}"));
         assert!(status == 401 || status == 403, "{status}");
     }
+    let (status, _, _) = server.post_form(
+        "/console/session",
+        &[("Sec-Fetch-Site", "cross-site")],
+        &format!("token={customer}"),
+    );
+    assert_eq!(status, 403, "another site cannot sign this browser in");
 }

@@ -226,11 +226,17 @@ fn a_gate_version_is_signed_off_tried_in_shadow_diffed_activated_and_rolled_back
         let (status, report, _) = server.call(
             "POST",
             "/v1/policy/diff",
-            Some(&alice),
+            Some(&server.operator),
             Some(json!({"manifest": candidate, "since": "1h"})),
         );
         assert_eq!(status, 200, "{report}");
         assert_eq!((&report["replayed"], &report["changed"]), (&json!(2), &json!(2)), "{report}");
+        let diff = json!({"manifest": candidate, "since": "1h"});
+        assert_eq!(
+            server.call("POST", "/v1/policy/diff", Some(&alice), Some(diff)).0,
+            403,
+            "the operator's, like loading a policy"
+        );
         assert_eq!(report["transitions"], json!({"allow→deny": 2}));
         assert_eq!(report["changes"][0]["reasons"], json!(["credit-next: insufficient_credit"]));
         let cli = run(postgate(dir.path())
@@ -434,7 +440,7 @@ fn two_processes_on_one_postgres_follow_uploads_and_rollbacks() {
     let (status, report, _) = two.call(
         "POST",
         "/v1/policy/diff",
-        Some(&alice),
+        Some(&two.operator),
         Some(json!({"manifest": version.enforcing(), "since": "1h"})),
     );
     assert_eq!((status, &report["transitions"]), (200, &json!({"allow→deny": 1})), "{report}");

@@ -238,16 +238,15 @@ impl Server {
         self.send(method, path, token, body, content_type, &[])
     }
 
-    /// Posts a form as a browser would, with the session `cookie` if given.
-    pub fn post_form(&self, path: &str, cookie: Option<&str>, body: &str) -> (u16, Value, String) {
-        let headers: Vec<(&str, &str)> = cookie.map(|c| ("Cookie", c)).into_iter().collect();
+    /// Posts a form as a browser would, with extra headers (a session cookie, say).
+    pub fn post_form(&self, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value, String) {
         self.send(
             "POST",
             path,
             None,
             Some(body.as_bytes()),
             "application/x-www-form-urlencoded",
-            &headers,
+            headers,
         )
     }
 

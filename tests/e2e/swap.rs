@@ -27,7 +27,7 @@ fn decisions_never_mix_two_policies() {
     // Held across the swap below: it must still decide on the cheap policy.
     let in_flight = active.current();
     std::fs::write(&path, &dear_text).unwrap();
-    let dear_revision = active.install(active.read_file().unwrap().1).revision().to_owned();
+    let dear_revision = active.install(1, active.read_file().unwrap().1).unwrap().revision().to_owned();
     assert_ne!(cheap_revision, dear_revision);
     let request = request_with(json!({"account": {"balance_cents": 5}}));
     let decision = in_flight.evaluate(&request);
@@ -66,7 +66,8 @@ fn decisions_never_mix_two_policies() {
         .collect();
     for round in 0..20 {
         std::fs::write(&path, if round % 2 == 0 { &cheap_text } else { &dear_text }).unwrap();
-        active.install(active.read_file().unwrap().1);
+        // Each swap is a newer activation than the last.
+        active.install(round + 2, active.read_file().unwrap().1).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     stop.store(true, Ordering::Relaxed);

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{App, Body, Caller, Params, PathId, Problem};
 use crate::auth::Principal;
-use crate::engine::GateInfo;
+use crate::engine::{Chain, GateInfo};
 use crate::lifecycle::{self, ActivationError, Candidate, DiffReport, MissingSignOff, RevisionGate};
 use crate::provenance::{self, Source};
 use crate::store::{Activation, SignOff, Store, StoreError};
@@ -23,6 +23,8 @@ pub const GATE_WIT: &str = include_str!("../../../wit/gate.wit");
 pub const GATE_WORLD: &str = "postgate:gate/safety-gate@0.1.0";
 /// Requests carrying components may be this large.
 pub const MAX_UPLOAD_BYTES: usize = 16 << 20;
+/// The most activations a rollback reads to find the revision before the current one.
+const MAX_HISTORY: i64 = 100_000;
 /// The longest note on an activation or sign-off.
 const MAX_NOTE_CHARS: usize = 2_000;
 
@@ -101,6 +103,7 @@ pub struct HistoryEntry {
 /// A page of the history, newest first.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct HistoryPage {
+    /// Activations, newest first.
     items: Vec<HistoryEntry>,
     /// Pass as `before` for the next, older page.
     next_cursor: Option<i64>,
@@ -111,7 +114,9 @@ pub struct HistoryPage {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
+    /// Only activations older than this `seq` (the previous page's `next_cursor`).
     before: Option<i64>,
+    /// At most this many (default 50, at most 200).
     limit: Option<i64>,
 }
 
@@ -297,23 +302,20 @@ pub async fn history<S: Store>(
 
 /// A page of the activation history with each revision's gates.
 pub async fn history_page<S: Store>(store: &S, before: i64, limit: i64) -> Result<HistoryPage, Problem> {
-    let activations = store.activations(before, limit).await.map_err(Problem::internal)?;
-    let next_cursor = (activations.len() as i64 == limit)
-        .then(|| activations.last().map(|a| a.seq))
+    let rows = store.history(before, limit).await.map_err(Problem::internal)?;
+    let next_cursor = (rows.len() as i64 == limit)
+        .then(|| rows.last().map(|row| row.activation.seq))
         .flatten();
-    let mut items = Vec::with_capacity(activations.len());
-    for activation in activations {
-        let revision = store
-            .revision(&activation.revision_id)
-            .await
-            .map_err(Problem::internal)?
-            .ok_or_else(|| Problem::internal(format!("revision {} is activated but not stored", activation.revision_id)))?;
-        items.push(HistoryEntry {
-            name: revision.name,
-            gates: serde_json::from_str(&revision.gates).map_err(Problem::internal)?,
-            activation: activation.into(),
-        });
-    }
+    let items = rows
+        .into_iter()
+        .map(|row| {
+            Ok(HistoryEntry {
+                name: row.name,
+                gates: serde_json::from_str(&row.gates).map_err(Problem::internal)?,
+                activation: row.activation.into(),
+            })
+        })
+        .collect::<Result<_, Problem>>()?;
     Ok(HistoryPage { items, next_cursor })
 }
 
@@ -340,20 +342,29 @@ pub async fn upload<S: Store>(
     if !missing.is_empty() {
         return Err(missing_sign_offs(&missing));
     }
+    let activated = activate(&app, &candidate, chain, "upload", &note).await?;
+    Ok((StatusCode::CREATED, Json(activated)))
+}
+
+/// Stores and activates `candidate` for every process, and runs `chain` (its compiled form) here now.
+async fn activate<S: Store>(app: &App<S>, candidate: &Candidate, chain: Chain, action: &str, note: &str) -> Result<RevisionView, Problem> {
     let revision = candidate.revision("operator").map_err(Problem::internal)?;
-    app.store
-        .activate(&revision, "upload", "operator", &note, false)
+    let seq = app
+        .store
+        .activate(&revision, action, "operator", note, false)
         .await
-        .map_err(Problem::internal)?;
-    app.policy.install(chain);
-    tracing::info!(revision = %revision.id, "policy uploaded and activated");
+        .map_err(Problem::internal)?
+        .ok_or_else(|| Problem::internal(format!("revision {} was not activated", revision.id)))?;
+    app.policy.install(seq, chain);
+    tracing::info!(revision = %revision.id, action, "policy activated");
+    // The revision as first stored, when this activates one stored before.
     let stored = app
         .store
         .revision(&revision.id)
         .await
         .map_err(Problem::internal)?
         .unwrap_or(revision);
-    Ok((StatusCode::CREATED, Json(view(stored)?)))
+    view(stored)
 }
 
 /// Strict mode's refusal, listing every gate short of sign-offs.
@@ -383,24 +394,20 @@ pub async fn rollback<S: Store>(
 ) -> Result<Json<RevisionView>, Problem> {
     not_operator(&caller, "rolls back the policy")?;
     let note = note(&request.note)?.to_owned();
-    let recent = app.store.activations(i64::MAX, 200).await.map_err(Problem::internal)?;
-    let current = recent.first().map(|a| a.revision_id.clone());
+    let mut history = app.store.activations(i64::MAX, MAX_HISTORY).await.map_err(Problem::internal)?;
+    history.reverse();
+    let current = history.last().map(|a| a.revision_id.clone());
     let target = match request.revision {
         // Revisions are stored only as they are activated: any stored one was active once.
         Some(id) => id,
-        None => recent
-            .iter()
-            .map(|a| &a.revision_id)
-            .find(|id| Some(*id) != current.as_ref())
-            .cloned()
-            .ok_or_else(|| {
-                Problem::new(
-                    StatusCode::CONFLICT,
-                    "nothing_to_roll_back",
-                    "Nothing to roll back",
-                    "no other revision was ever active",
-                )
-            })?,
+        None => lifecycle::rollback_target(&history).map(str::to_owned).ok_or_else(|| {
+            Problem::new(
+                StatusCode::CONFLICT,
+                "nothing_to_roll_back",
+                "Nothing to roll back",
+                "no revision was active before the current one",
+            )
+        })?,
     };
     if Some(&target) == current.as_ref() {
         return Err(Problem::new(
@@ -412,28 +419,19 @@ pub async fn rollback<S: Store>(
     }
     let candidate = Arc::new(Candidate::stored(&app.store, &target).await.map_err(refused)?);
     let chain = lifecycle::compile(&app.policy, Arc::clone(&candidate)).await.map_err(refused)?;
-    let revision = candidate.revision("operator").map_err(Problem::internal)?;
-    app.store
-        .activate(&revision, "rollback", "operator", &note, false)
-        .await
-        .map_err(Problem::internal)?;
-    app.policy.install(chain);
-    tracing::info!(revision = %target, "policy rolled back");
-    let stored = app.store.revision(&target).await.map_err(Problem::internal)?.unwrap_or(revision);
-    Ok(Json(view(stored)?))
+    Ok(Json(activate(&app, &candidate, chain, "rollback", &note).await?))
 }
 
 /// Replays recorded decisions against a candidate policy and reports which
-/// outcomes would change (the operator and reviewers). Nothing is activated or written.
+/// outcomes would change (the operator). Nothing is activated or written.
 #[utoipa::path(post, path = "/v1/policy/diff", tag = "policy", request_body = DiffRequest, responses((status = 200, body = DiffReport), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn diff<S: Store>(
     State(app): State<Arc<App<S>>>,
     Caller(caller): Caller,
     Body(request): Body<DiffRequest>,
 ) -> Result<Json<DiffReport>, Problem> {
-    if !matches!(caller, Principal::Operator | Principal::Reviewer { .. }) {
-        return Err(Problem::forbidden("the operator and reviewers diff policies"));
-    }
+    // Diffing runs uploaded components over recorded traffic: the operator's, like loading a policy.
+    not_operator(&caller, "diffs candidate policies")?;
     let limit = request.limit.unwrap_or(lifecycle::DIFF_LIMIT);
     if !(1..=lifecycle::MAX_DIFF_LIMIT).contains(&limit) {
         return Err(Problem::invalid(format!("`limit` must be 1 to {}", lifecycle::MAX_DIFF_LIMIT)));

@@ -18,6 +18,9 @@ pub struct Args {
 
 /// Rebuilds in `DATA_DIR/verify/PACKAGE` (kept, so a second verify reuses the
 /// compiled dependencies) and exits 0 when the digests match, 1 when not.
+///
+/// A rebuild runs the source's build scripts and macros, as any build does:
+/// verify a component of unknown origin in a sandbox.
 pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
     let bytes = std::fs::read(&args.file).map_err(|err| invalid(anyhow!("cannot read `{}`: {err}", args.file.display())))?;
     let digest = crate::engine::sha256_hex(&bytes);

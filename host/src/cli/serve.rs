@@ -107,7 +107,7 @@ pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
         "policy loaded"
     );
     for (gate, fault) in chain.faults() {
-        tracing::error!(gate, %fault, "gate cannot load; it denies every request until the policy is fixed");
+        tracing::error!(gate, %fault, "gate cannot load; if it enforces, it denies every request until the policy is fixed");
     }
     let operator_hash = operator_hash(&context.data_dir).map_err(invalid)?;
     let secrets = secret_box(&context.data_dir).map_err(invalid)?;
@@ -220,12 +220,15 @@ async fn reload_on_sighup<S: Store>(store: S, active: Arc<ActivePolicy>) {
                 )
                 .await
         };
-        // Stored first: were it swapped in first, following the database would swap it out again.
+        // Stored first, then swapped in at its activation, so that following the database agrees.
         match stored.await {
-            Ok(_) => {
-                let chain = active.install(chain);
-                tracing::info!(policy = chain.policy(), revision = chain.revision(), "policy swapped");
+            Ok(Some(seq)) => {
+                let revision = chain.revision().to_owned();
+                if active.install(seq, chain).is_some() {
+                    tracing::info!(revision, "policy swapped");
+                }
             }
+            Ok(None) => tracing::error!("policy not activated; the active policy stays"),
             Err(err) => {
                 tracing::error!(error = %err, revision = chain.revision(), "policy not activated: the database failed; the active policy stays")
             }

@@ -43,6 +43,20 @@ pub struct Activation {
     pub created_at: String,
 }
 
+/// An activation with the revision it activated: one entry of the history.
+#[derive(Debug, Clone, FromRow)]
+pub struct HistoryRow {
+    /// The activation.
+    #[sqlx(flatten)]
+    pub activation: Activation,
+    /// The policy's name.
+    pub name: String,
+    /// The manifest, as written.
+    pub manifest: String,
+    /// The gates as JSON: name, digest and mode of each, in chain order.
+    pub gates: String,
+}
+
 /// A reviewer's sign-off of one gate component.
 #[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct SignOff {
@@ -83,7 +97,7 @@ pub trait RevisionStore {
     fn components(&self, digests: &[String]) -> impl Future<Output = Result<HashMap<String, Vec<u8>>, StoreError>> + Send;
     /// Stores `revision` unless stored already, and activates it, auditing
     /// who did; with `only_first`, only when nothing was ever activated.
-    /// Returns whether it was activated.
+    /// Returns the activation's `seq` when it was activated.
     fn activate(
         &self,
         revision: &Revision,
@@ -91,16 +105,16 @@ pub trait RevisionStore {
         actor: &str,
         note: &str,
         only_first: bool,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
-    /// The id of the revision activated last, if any was.
-    fn active_revision_id(&self) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<i64>, StoreError>> + Send;
     /// A stored revision.
     fn revision(&self, id: &str) -> impl Future<Output = Result<Option<Revision>, StoreError>> + Send;
     /// Activations newest first, below `before` (a `seq`; `i64::MAX` for the newest).
     fn activations(&self, before: i64, limit: i64) -> impl Future<Output = Result<Vec<Activation>, StoreError>> + Send;
+    /// Activations with their revisions, newest first, below `before`.
+    fn history(&self, before: i64, limit: i64) -> impl Future<Output = Result<Vec<HistoryRow>, StoreError>> + Send;
     /// Records a reviewer's sign-off of a held component; `false` when they had signed it off already.
     fn sign_off(&self, digest: &str, reviewer_id: &str, note: &str) -> impl Future<Output = Result<(SignOff, bool), StoreError>> + Send;
-    /// Every sign-off of the components among `digests`.
+    /// Every sign-off of the components among `digests` by reviewers not revoked.
     fn sign_offs(&self, digests: &[String]) -> impl Future<Output = Result<Vec<SignOff>, StoreError>> + Send;
     /// Recorded decision inputs from `since` (RFC 3339) on, oldest first, after cursor `after`.
     fn replay_inputs(&self, since: &str, after: i64, limit: i64) -> impl Future<Output = Result<Vec<ReplayInput>, StoreError>> + Send;
@@ -112,8 +126,10 @@ pub(super) fn placeholders(count: usize) -> String {
 }
 
 /// Implements [`RevisionStore`] on a backend's store with its pool; the SQL is common to both.
+/// `$lock` is the statement, if any, that makes "activate only the first"
+/// atomic on the backend (SQLite's `BEGIN IMMEDIATE` already is).
 macro_rules! impl_revision_store {
-    ($store:ident) => {
+    ($store:ident, $lock:expr) => {
         impl super::revisions::RevisionStore for $store {
             async fn hold_components(&self, components: &std::collections::HashMap<String, Vec<u8>>) -> Result<(), StoreError> {
                 let mut tx = self.write().await?;
@@ -142,8 +158,12 @@ macro_rules! impl_revision_store {
                 Ok(query.fetch_all(&self.pool).await?.into_iter().collect())
             }
 
-            async fn activate(&self, revision: &super::revisions::Revision, action: &str, actor: &str, note: &str, only_first: bool) -> Result<bool, StoreError> {
+            async fn activate(&self, revision: &super::revisions::Revision, action: &str, actor: &str, note: &str, only_first: bool) -> Result<Option<i64>, StoreError> {
                 let mut tx = self.write().await?;
+                let lock: Option<&str> = $lock;
+                if let Some(lock) = lock {
+                    sqlx::query(lock).execute(&mut *tx).await?;
+                }
                 sqlx::query("INSERT INTO policy_revisions (id, name, manifest, gates, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING")
                     .bind(&revision.id)
                     .bind(&revision.name)
@@ -154,29 +174,21 @@ macro_rules! impl_revision_store {
                     .execute(&mut *tx)
                     .await?;
                 let guard = if only_first { " WHERE NOT EXISTS (SELECT 1 FROM policy_activations)" } else { "" };
-                let activated = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO policy_activations (revision_id, action, actor, note, created_at) SELECT $1, $2, $3, $4, $5{guard}"
+                let activated: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "INSERT INTO policy_activations (revision_id, action, actor, note, created_at) SELECT $1, $2, $3, $4, $5{guard} RETURNING seq"
                 )))
                 .bind(&revision.id)
                 .bind(action)
                 .bind(actor)
                 .bind(note)
                 .bind(now())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-                if activated {
+                .fetch_optional(&mut *tx)
+                .await?;
+                if activated.is_some() {
                     global_audit(&mut tx, actor, &format!("policy.{action}"), &revision.id).await?;
                 }
                 tx.commit().await?;
                 Ok(activated)
-            }
-
-            async fn active_revision_id(&self) -> Result<Option<String>, StoreError> {
-                Ok(sqlx::query_scalar("SELECT revision_id FROM policy_activations ORDER BY seq DESC LIMIT 1")
-                    .fetch_optional(&self.pool)
-                    .await?)
             }
 
             async fn revision(&self, id: &str) -> Result<Option<super::revisions::Revision>, StoreError> {
@@ -192,6 +204,17 @@ macro_rules! impl_revision_store {
                     .bind(limit)
                     .fetch_all(&self.pool)
                     .await?)
+            }
+
+            async fn history(&self, before: i64, limit: i64) -> Result<Vec<super::revisions::HistoryRow>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT a.seq, a.revision_id, a.action, a.actor, a.note, a.created_at, r.name, r.manifest, r.gates \
+                     FROM policy_activations a JOIN policy_revisions r ON r.id = a.revision_id WHERE a.seq < $1 ORDER BY a.seq DESC LIMIT $2",
+                )
+                .bind(before)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?)
             }
 
             async fn sign_off(&self, digest: &str, reviewer_id: &str, note: &str) -> Result<(super::revisions::SignOff, bool), StoreError> {
@@ -229,7 +252,8 @@ macro_rules! impl_revision_store {
                     return Ok(Vec::new());
                 }
                 let sql = format!(
-                    "SELECT digest, reviewer_id, note, created_at FROM gate_sign_offs WHERE digest IN ({}) ORDER BY created_at",
+                    "SELECT s.digest, s.reviewer_id, s.note, s.created_at FROM gate_sign_offs s JOIN reviewers r ON r.id = s.reviewer_id \
+                     WHERE r.revoked_at IS NULL AND s.digest IN ({}) ORDER BY s.created_at",
                     super::revisions::placeholders(digests.len())
                 );
                 let mut query = sqlx::query_as::<_, super::revisions::SignOff>(sqlx::AssertSqlSafe(sql));

@@ -47,6 +47,9 @@ pub enum ActivationError {
         /// Why.
         fault: String,
     },
+    /// The policy file cannot serve as the first revision.
+    #[error("{0}; with no revision in the database, the policy file must load")]
+    File(String),
     /// No stored revision has this id.
     #[error("no revision `{0}` is stored")]
     UnknownRevision(String),
@@ -59,6 +62,8 @@ pub enum ActivationError {
 pub struct ActivePolicy {
     runtime: Runtime,
     file: PathBuf,
+    /// Why the policy file could not be read at start, if it could not.
+    file_error: Option<String>,
     chain: ArcSwap<Chain>,
     /// The activation the running chain answers to (0: the file, before any),
     /// and the newer active revision that cannot load here, if one cannot.
@@ -74,14 +79,34 @@ struct Installed {
 impl ActivePolicy {
     /// Loads the policy file at `file`. A chain with broken gates still becomes
     /// active (it denies everything: fail closed); check [`Chain::faults`].
-    pub fn load(runtime: Runtime, file: PathBuf) -> Result<Self, PolicyError> {
-        let chain = runtime.load(&Policy::load(&file)?);
-        Ok(Self {
+    /// A file that cannot be read or parsed leaves a chain of no gates, which
+    /// denies everything, until [`start`] swaps in the database's revision;
+    /// [`ActivePolicy::file_error`] says why.
+    pub fn load(runtime: Runtime, file: PathBuf) -> Self {
+        let (chain, file_error) = match Policy::load(&file) {
+            Ok(policy) => (runtime.load(&policy), None),
+            Err(err) => {
+                let none = Policy {
+                    name: "none".into(),
+                    revision: "rev_none".into(),
+                    path: file.clone(),
+                    gates: Vec::new(),
+                };
+                (runtime.load(&none), Some(err.to_string()))
+            }
+        };
+        Self {
             runtime,
             file,
+            file_error,
             chain: ArcSwap::new(Arc::new(chain)),
             state: Mutex::default(),
-        })
+        }
+    }
+
+    /// Why the policy file could not be read at start, if it could not.
+    pub fn file_error(&self) -> Option<&str> {
+        self.file_error.as_deref()
     }
 
     /// The chain new requests run on. Hold the `Arc` for the whole request.
@@ -314,6 +339,9 @@ pub async fn active<S: Store>(store: &S) -> Result<Option<Activation>, StoreErro
 /// then becomes the first revision.
 pub async fn start<S: Store>(store: &S, policy: &Arc<ActivePolicy>) -> Result<(), ActivationError> {
     if active(store).await?.is_none() {
+        if let Some(err) = policy.file_error() {
+            return Err(ActivationError::File(err.to_owned()));
+        }
         let first = policy.current();
         if !first.faults().is_empty() {
             tracing::error!("the policy file has broken gates: it runs, denying everything, but is not stored as a revision");

@@ -466,3 +466,24 @@ fn two_processes_on_one_postgres_follow_uploads_and_rollbacks() {
         .collect();
     assert_eq!(actions, ["rollback", "upload", "upload", "bootstrap"]);
 }
+
+#[test]
+fn the_database_revision_serves_even_when_the_policy_file_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = write_policy(dir.path(), "first", &reference_gates());
+    let revision = {
+        let server = Server::start(dir.path(), &policy, None);
+        server.get("/readyz")["revision"].as_str().unwrap().to_owned()
+    };
+    std::fs::write(&policy, "not a policy").unwrap();
+    let server = Server::start(dir.path(), &policy, None);
+    assert_eq!(server.get("/readyz")["revision"], revision.as_str(), "the stored revision runs");
+    server.await_log("the policy file cannot load", 1);
+
+    let empty = tempfile::tempdir().unwrap();
+    let refused = run(postgate(empty.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--policy"])
+        .arg(&policy));
+    assert_eq!(refused.status.code(), Some(64), "with no revision stored, the file must load");
+    assert!(stderr(&refused).contains("the policy file must load"), "{}", stderr(&refused));
+}

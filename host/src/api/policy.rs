@@ -231,6 +231,7 @@ fn view(revision: crate::store::Revision) -> Result<RevisionView, Problem> {
 fn refused(err: ActivationError) -> Problem {
     match err {
         ActivationError::Store(err) => Problem::internal(err),
+        err @ ActivationError::File(_) => Problem::internal(err),
         ActivationError::UnknownRevision(id) => Problem::not_found("revision", &id),
         err @ (ActivationError::Policy(_) | ActivationError::Gate { .. }) => Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,

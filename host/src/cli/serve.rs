@@ -96,7 +96,10 @@ pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
         .map_err(|err| internal(anyhow!("cannot set up logging: {err}")))?;
     let runtime = context.runtime()?;
     let started = std::time::Instant::now();
-    let active = Arc::new(ActivePolicy::load(runtime, args.policy.clone()).map_err(invalid)?);
+    let active = Arc::new(ActivePolicy::load(runtime, args.policy.clone()));
+    if let Some(err) = active.file_error() {
+        tracing::warn!(error = err, "the policy file cannot load; the database's active revision must");
+    }
     let chain = active.current();
     tracing::info!(
         policy = chain.policy(),
@@ -132,7 +135,14 @@ pub fn run(args: Args, context: &Context) -> Result<Exit, CliError> {
         .map_err(internal)?
         .block_on(store::with_store(&url, server))
         .map_err(invalid)?
-        .map_err(internal)?;
+        // A policy that cannot serve is the caller's to fix; anything else is ours.
+        .map_err(|err| {
+            if err.is::<lifecycle::ActivationError>() {
+                invalid(err)
+            } else {
+                internal(err)
+            }
+        })?;
     Ok(Exit::Success)
 }
 

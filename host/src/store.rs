@@ -966,7 +966,7 @@ macro_rules! impl_store {
                 .bind(&workspace.created_at)
                 .execute(&mut *tx)
                 .await?;
-                audit(&mut tx, &workspace.id, "operator", "workspace.create", &workspace.id).await?;
+                audit(&mut tx, Some(&workspace.id), "operator", "workspace.create", &workspace.id).await?;
                 tx.commit().await?;
                 Ok(workspace)
             }
@@ -1014,7 +1014,7 @@ macro_rules! impl_store {
                 .await;
                 match inserted {
                     Ok(entry) => {
-                        audit(&mut tx, workspace_id, "operator", "credits.top_up", &entry.id).await?;
+                        audit(&mut tx, Some(workspace_id), "operator", "credits.top_up", &entry.id).await?;
                         tx.commit().await?;
                         Ok(TopUp::Applied(entry))
                     }
@@ -1071,7 +1071,7 @@ macro_rules! impl_store {
                 .bind(key.rate_limit_per_minute)
                 .execute(&mut *tx)
                 .await?;
-                audit(&mut tx, workspace_id, "customer", "api_key.create", &key.id).await?;
+                audit(&mut tx, Some(workspace_id), "customer", "api_key.create", &key.id).await?;
                 tx.commit().await?;
                 Ok(key)
             }
@@ -1100,7 +1100,7 @@ macro_rules! impl_store {
                 .await?
                 .rows_affected();
                 if revoked == 1 {
-                    audit(&mut tx, workspace_id, "customer", "api_key.revoke", key_id).await?;
+                    audit(&mut tx, Some(workspace_id), "customer", "api_key.revoke", key_id).await?;
                 }
                 let row = sqlx::query_as::<_, ApiKeyRow>(
                     sqlx::AssertSqlSafe(format!("SELECT {API_KEY_COLUMNS} FROM tokens WHERE id = $1 AND workspace_id = $2 AND kind = 'api_key'")),
@@ -1127,7 +1127,7 @@ macro_rules! impl_store {
                     .bind(&at)
                     .execute(&mut *tx)
                     .await?;
-                audit(&mut tx, workspace_id, actor, "draft.create", &id).await?;
+                audit(&mut tx, Some(workspace_id), actor, "draft.create", &id).await?;
                 tx.commit().await?;
                 self.draft(workspace_id, &id).await
             }
@@ -1171,7 +1171,7 @@ macro_rules! impl_store {
                 if updated == 0 {
                     return Err(StoreError::NotFound);
                 }
-                audit(&mut tx, workspace_id, actor, "draft.update", id).await?;
+                audit(&mut tx, Some(workspace_id), actor, "draft.update", id).await?;
                 tx.commit().await?;
                 self.draft(workspace_id, id).await
             }
@@ -1222,7 +1222,7 @@ macro_rules! impl_store {
                             }
                             Err(err) => return Err(err.into()),
                         }
-                        audit(&mut tx, workspace_id, submitted_by, "draft.submit", &id).await?;
+                        audit(&mut tx, Some(workspace_id), submitted_by, "draft.submit", &id).await?;
                         id
                     }
                 };
@@ -1265,7 +1265,7 @@ macro_rules! impl_store {
                 if decided == 0 {
                     return Err(StoreError::Conflict("the item or its draft changed meanwhile; look again".into()));
                 }
-                audit(&mut tx, workspace_id, "customer", if approve { "approval.approve" } else { "approval.reject" }, approval_id).await?;
+                audit(&mut tx, Some(workspace_id), "customer", if approve { "approval.approve" } else { "approval.reject" }, approval_id).await?;
                 tx.commit().await?;
                 self.approval(workspace_id, approval_id).await
             }
@@ -1313,7 +1313,7 @@ macro_rules! impl_store {
                 .bind(now())
                 .execute(&mut *tx)
                 .await?;
-                audit(&mut tx, workspace_id, "customer", "destination.connect", id).await?;
+                audit(&mut tx, Some(workspace_id), "customer", "destination.connect", id).await?;
                 tx.commit().await?;
                 self.destination_by_id(id).await
             }
@@ -1347,7 +1347,7 @@ macro_rules! impl_store {
                 .await?
                 .rows_affected();
                 if changed == 1 {
-                    audit(&mut tx, workspace_id, "customer", "destination.disconnect", id).await?;
+                    audit(&mut tx, Some(workspace_id), "customer", "destination.disconnect", id).await?;
                 }
                 tx.commit().await?;
                 self.destination(workspace_id, id).await
@@ -1480,7 +1480,7 @@ macro_rules! impl_store {
                     .fetch_optional(&mut *tx)
                     .await?;
                 let Some((workspace_id,)) = workspace else { return Err(StoreError::NotFound) };
-                audit(&mut tx, &workspace_id, "operator", &format!("destination.review.{review}"), id).await?;
+                audit(&mut tx, Some(&workspace_id), "operator", &format!("destination.review.{review}"), id).await?;
                 tx.commit().await?;
                 self.destination_by_id(id).await
             }
@@ -1563,7 +1563,7 @@ macro_rules! impl_store {
                     .await?;
                 }
                 if from_state == "unknown" {
-                    audit(&mut tx, &workspace_id, "operator", &format!("publication.resolved.{state}"), publication_id).await?;
+                    audit(&mut tx, Some(&workspace_id), "operator", &format!("publication.resolved.{state}"), publication_id).await?;
                 }
                 tx.commit().await?;
                 Ok(publication)
@@ -1641,18 +1641,11 @@ macro_rules! impl_store {
 
         /// Appends an audit record of no workspace (policies, reviewers, flags) inside the caller's transaction.
         async fn global_audit(tx: &mut sqlx::Transaction<'static, $db>, actor: &str, action: &str, subject: &str) -> Result<(), sqlx::Error> {
-            sqlx::query("INSERT INTO audit (workspace_id, actor, action, subject, created_at) VALUES (NULL, $1, $2, $3, $4)")
-                .bind(actor)
-                .bind(action)
-                .bind(subject)
-                .bind(now())
-                .execute(&mut **tx)
-                .await?;
-            Ok(())
+            audit(tx, None, actor, action, subject).await
         }
 
-        /// Appends an audit record inside the caller's transaction.
-        async fn audit(tx: &mut sqlx::Transaction<'static, $db>, workspace_id: &str, actor: &str, action: &str, subject: &str) -> Result<(), sqlx::Error> {
+        /// Appends an audit record, of `workspace_id` if any, inside the caller's transaction.
+        async fn audit(tx: &mut sqlx::Transaction<'static, $db>, workspace_id: Option<&str>, actor: &str, action: &str, subject: &str) -> Result<(), sqlx::Error> {
             sqlx::query("INSERT INTO audit (workspace_id, actor, action, subject, created_at) VALUES ($1, $2, $3, $4, $5)")
                 .bind(workspace_id)
                 .bind(actor)

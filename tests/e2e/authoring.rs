@@ -132,7 +132,15 @@ fn built_gates_embed_their_source_and_verify_rebuilds_them() {
         "the lockfile is pruned to the gate's dependencies"
     );
 
-    let verified = run(postgate(data.path()).arg("gate").arg("verify").arg(&credit));
+    // One compiler at a time: the rebuild runs beside the other tests, some of them timed.
+    let verify = |file: &std::path::Path| {
+        run(postgate(data.path())
+            .env("CARGO_BUILD_JOBS", "1")
+            .arg("gate")
+            .arg("verify")
+            .arg(file))
+    };
+    let verified = verify(&credit);
     assert_eq!(verified.status.code(), Some(0), "{}{}", stdout(&verified), stderr(&verified));
     assert!(stdout(&verified).starts_with("ok: "), "{}", stdout(&verified));
 
@@ -142,13 +150,13 @@ fn built_gates_embed_their_source_and_verify_rebuilds_them() {
     bytes[at] = b'I';
     let tampered = data.path().join("tampered.wasm");
     std::fs::write(&tampered, &bytes).unwrap();
-    let mismatch = run(postgate(data.path()).arg("gate").arg("verify").arg(&tampered));
+    let mismatch = verify(&tampered);
     assert_eq!(mismatch.status.code(), Some(1), "{}{}", stdout(&mismatch), stderr(&mismatch));
     assert!(stdout(&mismatch).starts_with("mismatch: "), "{}", stdout(&mismatch));
 
     let bare = data.path().join("bare.wasm");
     std::fs::write(&bare, b"\0asm\x0d\0\x01\0").unwrap();
-    let none = run(postgate(data.path()).arg("gate").arg("verify").arg(&bare));
+    let none = verify(&bare);
     assert_eq!(none.status.code(), Some(64));
     assert!(stderr(&none).contains("embeds no source"), "{}", stderr(&none));
 }

@@ -91,7 +91,9 @@ fn an_infinite_loop_runs_out_of_fuel() {
 #[test]
 fn a_memory_hog_hits_its_cap() {
     let setup = setup();
-    let chain = setup.chain(GateEntry::new("hostile", fixture("memory-hog")).with("limits = { memory_mib = 4 }"));
+    // A deadline far beyond the ~1 ms the hog needs to reach its cap: on a
+    // machine busy with other tests, the wall-clock backstop must not win.
+    let chain = setup.chain(GateEntry::new("hostile", fixture("memory-hog")).with("limits = { memory_mib = 4, deadline_ms = 1000 }"));
     assert_fails_closed(&chain, "memory limit of 4 MiB exceeded");
     setup.assert_healthy();
 }

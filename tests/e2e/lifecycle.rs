@@ -429,6 +429,7 @@ fn two_processes_on_one_postgres_follow_uploads_and_rollbacks() {
     assert_eq!(status, 201, "{shadowed}");
     let shadow_revision = shadowed["id"].as_str().unwrap().to_owned();
     let noticed = await_revision(&two, &shadow_revision);
+    eprintln!("the other process swapped {noticed:?} after the upload answered");
     assert!(noticed < Duration::from_secs(5), "the other process swapped after {noticed:?}");
     let tried = published(&two, &customer, "shadow-on-two", &body);
     assert_eq!(

@@ -426,7 +426,7 @@ async fn account<S: Store>(State(app): State<Arc<App<S>>>, headers: HeaderMap) -
             p { "Balance: " strong { (dollars(workspace.balance_cents)) } " (" (workspace.balance_cents) " cents). A publication costs 4 cents; creating an API key needs $5.00." }
             h2 { "Ledger" }
             table {
-                thead { tr { th { "When" } th { "Kind" } th { "Amount" } th { "Balance after" } th { "Reference" } } }
+                thead { tr { th scope="col" { "When" } th scope="col" { "Kind" } th scope="col" { "Amount" } th scope="col" { "Balance after" } th scope="col" { "Reference" } } }
                 tbody {
                     @for entry in &ledger {
                         tr { td { (entry.created_at) } td { (entry.kind) } td { (dollars(entry.amount_cents)) } td { (dollars(entry.balance_after_cents)) } td { code { (entry.reference) } } }
@@ -476,7 +476,7 @@ async fn keys_page<S: Store>(app: &App<S>, session: &Session, created: Option<(S
         }
         h2 { "Keys" }
         table {
-            thead { tr { th { "Label" } th { "Prefix" } th { "Scopes" } th { "Created" } th { "Last used" } th { "Revoked" } th { "" } } }
+            thead { tr { th scope="col" { "Label" } th scope="col" { "Prefix" } th scope="col" { "Scopes" } th scope="col" { "Created" } th scope="col" { "Last used" } th scope="col" { "Revoked" } th scope="col" { "Action" } } }
             tbody {
                 @for key in &keys {
                     tr {
@@ -539,7 +539,7 @@ async fn destinations<S: Store>(State(app): State<Arc<App<S>>>, headers: HeaderM
         let body = html! {
             p { "Destinations are connected through each provider's consent flow (" code { "POST /v1/destinations/connect" } "); their tokens are never shown, here or anywhere." }
             table {
-                thead { tr { th { "Id" } th { "Provider" } th { "Connected" } th { "Provider review" } th { "Since" } th { "Disconnected" } } }
+                thead { tr { th scope="col" { "Id" } th scope="col" { "Provider" } th scope="col" { "Connected" } th scope="col" { "Provider review" } th scope="col" { "Since" } th scope="col" { "Disconnected" } } }
                 tbody {
                     @for d in &destinations {
                         tr { td { code { (d.id) } } td { (d.provider) } td { (if d.connected { "yes" } else { "no" }) } td { (d.provider_review) } td { (d.created_at) } td { (d.disconnected_at.as_deref().unwrap_or("")) } }
@@ -559,7 +559,7 @@ async fn chain_page<S: Store>(app: &App<S>, session: &Session) -> Result<Respons
     let body = html! {
         p { "Policy " strong { (chain.policy()) } ", revision " code { (chain.revision()) } ". Every enforcing gate must allow; monitor gates are recorded only." }
         table {
-            thead { tr { th { "Gate" } th { "Version" } th { "Mode" } th { "Digest" } th { "Size" } th { "Sign-offs" } } }
+            thead { tr { th scope="col" { "Gate" } th scope="col" { "Version" } th scope="col" { "Mode" } th scope="col" { "Digest" } th scope="col" { "Size" } th scope="col" { "Sign-offs" } } }
             tbody {
                 @for gate in &gates {
                     tr {
@@ -723,7 +723,7 @@ async fn decisions<S: Store>(State(app): State<Arc<App<S>>>, headers: HeaderMap,
                     h2 { code { (record.id) } " · " span class=(outcome_class(&record.outcome)) { (record.outcome) } }
                     p { (record.kind) " at " (record.created_at) ", workspace " code { (record.workspace_id) } ", revision " code { (record.revision) } ", charged " (record.charge_cents) " cents" }
                     table {
-                        thead { tr { th { "Gate" } th { "Mode" } th { "Verdict" } th { "Code" } th { "Message" } th { "Time (µs)" } th { "Fuel" } } }
+                        thead { tr { th scope="col" { "Gate" } th scope="col" { "Mode" } th scope="col" { "Verdict" } th scope="col" { "Code" } th scope="col" { "Message" } th scope="col" { "Time (µs)" } th scope="col" { "Fuel" } } }
                         tbody {
                             @for gate in &gates {
                                 @let outcome = gate["outcome"].as_str().unwrap_or_default();

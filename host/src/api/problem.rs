@@ -159,7 +159,11 @@ impl From<JsonRejection> for Problem {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
                 "Body too large",
-                format!("request bodies are limited to {} bytes", super::MAX_BODY_BYTES),
+                format!(
+                    "request bodies are limited to {} bytes ({} for policy uploads and diffs)",
+                    super::MAX_BODY_BYTES,
+                    super::policy::MAX_UPLOAD_BYTES
+                ),
             ),
             _ => Self::new(StatusCode::BAD_REQUEST, "unreadable_body", "Unreadable body", detail),
         }

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::fixtures::{FreshPostgres, workspace};
-use crate::support::{Server, reference_gates, write_policy};
+use crate::support::{Server, reference_gates, texts, write_policy};
 
 /// A server on a fresh database of each backend under test.
 pub fn each_backend(test: impl Fn(&Server)) {
@@ -287,12 +287,7 @@ fn every_state_change_is_in_the_audit_trail() {
         server.call("POST", &format!("/v1/api-keys/{key_id}/revoke"), Some(&customer), None);
         let (status, trail, _) = server.call("GET", "/v1/audit", Some(&customer), None);
         assert_eq!(status, 200, "{trail}");
-        let actions: Vec<&str> = trail["records"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["action"].as_str().unwrap())
-            .collect();
+        let actions: Vec<&str> = texts(&trail["records"], "action");
         assert_eq!(actions, ["workspace.create", "credits.top_up", "api_key.create", "api_key.revoke"]);
         assert!(trail["records"].as_array().unwrap().iter().all(|r| r["workspace_id"] == json!(ws)));
         let (status, _, _) = server.call("GET", "/v1/audit", Some(&key), None);

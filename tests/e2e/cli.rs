@@ -5,7 +5,7 @@ use std::io::Write as _;
 
 use serde_json::{Value, json};
 
-use crate::support::{allow_json, postgate, run, stderr, stdout};
+use crate::support::{allow_json, postgate, run, stderr, stdout, texts};
 
 /// Runs `postgate eval` on the default policy with the example request patched by `patch`.
 fn eval(patch: Value) -> (i32, Value, String) {
@@ -26,12 +26,7 @@ fn the_example_request_is_allowed() {
     let (code, decision, _) = eval(json!({}));
     assert_eq!(code, 0);
     assert_eq!(decision["outcome"], "allow");
-    let gates: Vec<&str> = decision["gates"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["gate"].as_str().unwrap())
-        .collect();
+    let gates: Vec<&str> = texts(&decision["gates"], "gate");
     assert_eq!(gates, ["approval", "provider-review", "destination", "credit", "flags"]);
     for gate in decision["gates"].as_array().unwrap() {
         assert_eq!(gate["outcome"], "allow", "{gate}");

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use crate::api::{each_backend, funded_key};
 use crate::fixtures::workspace;
-use crate::support::Server;
+use crate::support::{Server, texts};
 
 fn call(server: &Server, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
     let (status, body, _) = server.call(method, path, Some(token), body);
@@ -72,12 +72,7 @@ fn an_agent_drafts_previews_and_submits_and_only_the_customer_approves() {
         );
 
         let (_, trail) = call(server, "GET", "/v1/audit", &customer, None);
-        let actions: Vec<&str> = trail["records"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["action"].as_str().unwrap())
-            .collect();
+        let actions: Vec<&str> = texts(&trail["records"], "action");
         assert!(
             actions.contains(&"draft.create") && actions.contains(&"draft.update") && actions.contains(&"approval.approve"),
             "{actions:?}"

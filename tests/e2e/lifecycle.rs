@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::api::each_backend;
 use crate::fixtures::{FreshPostgres, ready, set_mode};
-use crate::support::{Server, gate, postgate, reference_gates, run, stderr, stdout, write_policy};
+use crate::support::{Server, gate, postgate, reference_gates, run, stderr, stdout, texts, write_policy};
 
 /// The reference gates as an upload names them: by pin, with their configs.
 fn reference_manifest(credit: &str) -> String {
@@ -304,12 +304,7 @@ fn a_gate_version_is_signed_off_tried_in_shadow_diffed_activated_and_rolled_back
             ]
         );
         let trail = server.call("GET", "/v1/audit?limit=200", Some(&server.operator), None).1;
-        let actions: Vec<&str> = trail["records"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["action"].as_str().unwrap())
-            .collect();
+        let actions: Vec<&str> = texts(&trail["records"], "action");
         assert_eq!(actions.iter().filter(|a| **a == "gate.sign_off").count(), 6, "{actions:?}");
         assert_eq!(actions.iter().filter(|a| a.starts_with("policy.")).count(), 5, "{actions:?}");
         let report = server.get("/v1/decisions/verify");
@@ -459,12 +454,7 @@ fn two_processes_on_one_postgres_follow_uploads_and_rollbacks() {
     await_revision(&one, &shadow_revision);
     assert_eq!(published(&one, &customer, "on-one", &body)["publication"]["charge_cents"], 4);
     let history = one.call("GET", "/v1/policy/revisions", Some(&alice), None).1;
-    let actions: Vec<&str> = history["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let actions: Vec<&str> = texts(&history["items"], "action");
     assert_eq!(actions, ["rollback", "upload", "upload", "bootstrap"]);
 }
 

@@ -352,3 +352,8 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// The string `field` of every item of the JSON array `items`, in order.
+pub fn texts<'a>(items: &'a Value, field: &str) -> Vec<&'a str> {
+    items.as_array().unwrap().iter().map(|item| item[field].as_str().unwrap()).collect()
+}

@@ -302,7 +302,7 @@ pub async fn history<S: Store>(
 }
 
 /// A page of the activation history with each revision's gates.
-pub async fn history_page<S: Store>(store: &S, before: i64, limit: i64) -> Result<HistoryPage, Problem> {
+async fn history_page<S: Store>(store: &S, before: i64, limit: i64) -> Result<HistoryPage, Problem> {
     let rows = store.history(before, limit).await.map_err(Problem::internal)?;
     let next_cursor = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|row| row.activation.seq))

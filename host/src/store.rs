@@ -305,8 +305,10 @@ pub struct DecisionRecord {
     /// sha256 of the gate request, as canonical JSON.
     pub request_digest: String,
     /// The gate request itself, as canonical JSON: what `policy diff` replays
-    /// against a candidate policy. Covered by `request_digest`.
+    /// against a candidate policy. Covered by `request_digest`. Written with
+    /// the record; read only by the replay, so record reads leave it `None`.
     #[serde(skip)]
+    #[sqlx(default)]
     pub request: Option<String>,
     /// The policy's name.
     pub policy: String,
@@ -413,8 +415,6 @@ impl Publication {
 pub struct Delivery {
     /// The publication.
     pub publication_id: String,
-    /// Its workspace.
-    pub workspace_id: String,
     /// Its destination.
     pub destination_id: String,
     /// The destination's provider.
@@ -739,7 +739,7 @@ pub trait Store: RevisionStore + Clone + Send + Sync + 'static {
 }
 
 /// The columns of the structs read back from each table, in their field order.
-const DECISION_COLUMNS: &str = "seq, id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, request, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash";
+const DECISION_COLUMNS: &str = "seq, id, workspace_id, kind, key_id, draft_id, destination_id, request_digest, policy, revision, outcome, gates, charge_cents, created_at, prev_hash, hash";
 const LEDGER_COLUMNS: &str = "seq, id, kind, amount_cents, balance_after_cents, reference, created_at";
 const API_KEY_COLUMNS: &str = "id, label, display_prefix, scopes, rate_limit_per_minute, created_at, last_used_at, revoked_at";
 const PUBLICATION_COLUMNS: &str =
@@ -1504,7 +1504,7 @@ macro_rules! impl_store {
                 let Some((id,)) = claimed else { return Ok(None) };
                 Ok(Some(
                     sqlx::query_as::<_, Delivery>(
-                        "SELECT p.id AS publication_id, p.workspace_id, p.destination_id, t.provider, t.sealed_token, d.text, d.media \
+                        "SELECT p.id AS publication_id, p.destination_id, t.provider, t.sealed_token, d.text, d.media \
                          FROM publications p JOIN destinations t ON t.id = p.destination_id JOIN drafts d ON d.id = p.draft_id WHERE p.id = $1",
                     )
                     .bind(&id)
@@ -1723,10 +1723,7 @@ pub mod sqlite {
             match self.writer.publish(idempotency_key, fingerprint, record, price).await? {
                 writer::Recorded::Decided(record, publication) => Ok(Published::Decided(record, publication)),
                 // A racing retry claimed the key first, and its claim is committed: answer as it did.
-                writer::Recorded::AlreadyClaimed => {
-                    let mut conn = self.pool.acquire().await?;
-                    earlier_answer(&mut conn, &workspace_id, idempotency_key, fingerprint).await?.ok_or(StoreError::NotFound)
-                }
+                writer::Recorded::AlreadyClaimed => self.idempotent_answer(&workspace_id, idempotency_key, fingerprint).await,
             }
         }
 
@@ -1748,6 +1745,10 @@ pub mod sqlite {
     /// Opens (creating if missing) the SQLite file at `url` in WAL mode, migrates it, and starts its writer.
     pub async fn connect(url: &str) -> anyhow::Result<SqliteStore> {
         use std::str::FromStr as _;
+        // The pool, the writer and the reader each open the database: in memory, each would get its own.
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            anyhow::bail!("an in-memory SQLite database cannot be shared by the server's connections; name a file");
+        }
         let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
@@ -1825,10 +1826,7 @@ pub mod postgres {
                 // A racing retry with the same key committed first: undo everything, answer as it did.
                 Err(StoreError::Database(err)) if is_unique_violation(&err) => {
                     tx.rollback().await?;
-                    let mut conn = self.pool.acquire().await?;
-                    earlier_answer(&mut conn, &workspace_id, idempotency_key, fingerprint)
-                        .await?
-                        .ok_or(StoreError::NotFound)
+                    self.idempotent_answer(&workspace_id, idempotency_key, fingerprint).await
                 }
                 Err(err) => Err(err),
             }

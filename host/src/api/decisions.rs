@@ -150,7 +150,7 @@ pub(super) async fn decide<S: Store>(
     let price = chain.config_integer("credit", "price_cents").unwrap_or(DEFAULT_PRICE_CENTS);
     let decision = chain.evaluate(&request);
     app.metrics.phase(route, "chain", started.elapsed());
-    let canonical = serde_json::to_vec(&request).map_err(Problem::internal)?;
+    let canonical = serde_json::to_string(&request).map_err(Problem::internal)?;
     let record = DecisionRecord {
         seq: 0,
         id: new_id("dec"),
@@ -159,8 +159,8 @@ pub(super) async fn decide<S: Store>(
         key_id: request.key.as_ref().map(|k| k.id.clone()),
         draft_id: body.draft_id,
         destination_id: body.destination_id,
-        request_digest: crate::engine::sha256_hex(&canonical),
-        request: Some(String::from_utf8(canonical).map_err(Problem::internal)?),
+        request_digest: crate::engine::sha256_hex(canonical.as_bytes()),
+        request: Some(canonical),
         policy: decision.policy.clone(),
         revision: decision.revision.clone(),
         outcome: decision.outcome.to_string(),

@@ -286,53 +286,50 @@ fn commit(connection: &mut Connection, jobs: Vec<Write>) {
             tracing::error!(error = %err, "a group commit failed; its requests are refused");
             let message = format!("not recorded: {err}");
             for answer in answers {
-                answer.into_job().fail(&message);
+                answer.fail(&message);
             }
         }
     }
 }
 
 impl Write {
-    /// Answers with an error: nothing of it was recorded.
+    /// Answers with an error: the transaction could not even begin.
     fn fail(self, message: &str) {
         let err = || StoreError::Unavailable(message.to_owned());
         // A caller that went away (its client disconnected) needs no answer.
         match self {
             Self::Decide(_, reply) => drop(reply.send(Err(err()))),
-            Self::Usage(_, reply) => drop(reply.send(Err(err()))),
-            Self::Touch(_, reply) => drop(reply.send(Err(err()))),
+            Self::Usage(_, reply) | Self::Touch(_, reply) => drop(reply.send(Err(err()))),
         }
     }
 }
 
-/// A job carried out inside the open transaction, to be answered once that commits.
+/// A job carried out inside the open transaction: its answer, sent once that commits.
 #[expect(
     clippy::large_enum_variant,
     reason = "built and moved once per decision; a box would only add an allocation"
 )]
 enum Answered {
-    Decided(
-        Decision,
-        Result<Recorded, StoreError>,
-        oneshot::Sender<Result<Recorded, StoreError>>,
-    ),
-    Usage(Usage, Result<(), StoreError>, oneshot::Sender<Result<(), StoreError>>),
-    Touch(String, Result<(), StoreError>, oneshot::Sender<Result<(), StoreError>>),
+    Decided(Result<Recorded, StoreError>, oneshot::Sender<Result<Recorded, StoreError>>),
+    Done(Result<(), StoreError>, oneshot::Sender<Result<(), StoreError>>),
 }
 
 impl Answered {
+    /// Sends the answer: the transaction committed.
     fn send(self) {
+        // A caller that went away (its client disconnected) needs no answer.
         match self {
-            Self::Decided(_, answer, reply) => drop(reply.send(answer)),
-            Self::Usage(_, answer, reply) | Self::Touch(_, answer, reply) => drop(reply.send(answer)),
+            Self::Decided(answer, reply) => drop(reply.send(answer)),
+            Self::Done(answer, reply) => drop(reply.send(answer)),
         }
     }
 
-    fn into_job(self) -> Write {
+    /// Answers with an error instead: the commit failed, nothing of the job was recorded.
+    fn fail(self, message: &str) {
+        let err = || StoreError::Unavailable(message.to_owned());
         match self {
-            Self::Decided(decision, _, reply) => Write::Decide(decision, reply),
-            Self::Usage(usage, _, reply) => Write::Usage(usage, reply),
-            Self::Touch(id, _, reply) => Write::Touch(id, reply),
+            Self::Decided(_, reply) => drop(reply.send(Err(err()))),
+            Self::Done(_, reply) => drop(reply.send(Err(err()))),
         }
     }
 }
@@ -351,10 +348,7 @@ fn apply(connection: &Connection, job: Write) -> Answered {
         done
     }
     match job {
-        Write::Decide(decision, reply) => {
-            let answer = atomically(connection, || decide(connection, &decision));
-            Answered::Decided(decision, answer, reply)
-        }
+        Write::Decide(decision, reply) => Answered::Decided(atomically(connection, || decide(connection, decision)), reply),
         Write::Usage(usage, reply) => {
             let answer = atomically(connection, || {
                 let at = now();
@@ -375,7 +369,7 @@ fn apply(connection: &Connection, job: Write) -> Answered {
                     .map(drop)
                     .map_err(database)
             });
-            Answered::Usage(usage, answer, reply)
+            Answered::Done(answer, reply)
         }
         Write::Touch(id, reply) => {
             let answer = connection
@@ -383,7 +377,7 @@ fn apply(connection: &Connection, job: Write) -> Answered {
                 .and_then(|mut s| s.execute(params![now(), id]))
                 .map(drop)
                 .map_err(database);
-            Answered::Touch(id, answer, reply)
+            Answered::Done(answer, reply)
         }
     }
 }
@@ -391,9 +385,9 @@ fn apply(connection: &Connection, job: Write) -> Answered {
 /// Records one decision at the head of its workspace's chain, with its
 /// charge and queued publication when it is an allowed publication. The
 /// transaction holds SQLite's write lock, so what it reads stays true.
-fn decide(connection: &Connection, decision: &Decision) -> Result<Recorded, StoreError> {
-    let mut record = decision.record.clone();
-    if let Some((key, _)) = &decision.claim {
+fn decide(connection: &Connection, decision: Decision) -> Result<Recorded, StoreError> {
+    let Decision { claim, mut record, price } = decision;
+    if let Some((key, _)) = &claim {
         let claimed = connection
             .prepare_cached("SELECT 1 FROM idempotency WHERE workspace_id = ?1 AND key = ?2")
             .and_then(|mut s| s.exists(params![record.workspace_id, key]))
@@ -408,10 +402,7 @@ fn decide(connection: &Connection, decision: &Decision) -> Result<Recorded, Stor
             .prepare_cached(
                 "UPDATE workspaces SET balance_cents = balance_cents - ?1 WHERE id = ?2 AND balance_cents >= ?1 RETURNING balance_cents",
             )
-            .and_then(|mut s| {
-                s.query_row(params![decision.price, record.workspace_id], |row| row.get(0))
-                    .optional()
-            })
+            .and_then(|mut s| s.query_row(params![price, record.workspace_id], |row| row.get(0)).optional())
             .map_err(database)?;
         match debited {
             // The gates saw a balance that a concurrent charge has since spent: deny.
@@ -419,7 +410,7 @@ fn decide(connection: &Connection, decision: &Decision) -> Result<Recorded, Stor
                 record.deny_unaffordable()?;
             }
             Some(balance_after_cents) => {
-                let queued = Publication::queued(&record, decision.price);
+                let queued = Publication::queued(&record, price);
                 connection
                     .prepare_cached(
                         "INSERT INTO ledger (id, workspace_id, kind, amount_cents, balance_after_cents, reference, created_at) VALUES (?1, ?2, 'charge', ?3, ?4, ?5, ?6)",
@@ -428,14 +419,14 @@ fn decide(connection: &Connection, decision: &Decision) -> Result<Recorded, Stor
                         s.execute(params![
                             new_id("led"),
                             record.workspace_id,
-                            -decision.price,
+                            -price,
                             balance_after_cents,
                             format!("publication:{}", queued.id),
                             record.created_at
                         ])
                     })
                     .map_err(database)?;
-                record.charge_cents = decision.price;
+                record.charge_cents = price;
                 publication = Some(queued);
             }
         }
@@ -483,7 +474,7 @@ fn decide(connection: &Connection, decision: &Decision) -> Result<Recorded, Stor
             .and_then(|mut s| s.execute(params![p.id, p.workspace_id, p.draft_id, p.destination_id, p.decision_id, p.state, p.charge_cents, p.created_at]))
             .map_err(database)?;
     }
-    if let Some((key, fingerprint)) = &decision.claim {
+    if let Some((key, fingerprint)) = &claim {
         connection
             .prepare_cached("INSERT INTO idempotency (workspace_id, key, fingerprint, decision_id, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
             .and_then(|mut s| s.execute(params![record.workspace_id, key, fingerprint, record.id, record.created_at]))

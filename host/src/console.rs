@@ -384,14 +384,7 @@ async fn decide<S: Store>(
 }
 
 fn customer(session: &Session) -> Result<&str, Refusal> {
-    match &session.principal {
-        Principal::Customer { workspace_id } => Ok(workspace_id),
-        _ => Err(Box::new(message_page(
-            StatusCode::FORBIDDEN,
-            "Customers only",
-            "This page is the workspace's customer's.",
-        ))),
-    }
+    api::customer_of(&session.principal).map_err(refusal)
 }
 
 fn reviewer(session: &Session) -> Result<&str, Refusal> {

@@ -47,6 +47,14 @@ pub enum ActivationError {
         /// Why.
         fault: String,
     },
+    /// An uploaded component carries a source section no `gate build` writes.
+    #[error("component sha256:{digest}: {fault}")]
+    Component {
+        /// The component's sha256.
+        digest: String,
+        /// What is wrong with it.
+        fault: String,
+    },
     /// The policy file cannot serve as the first revision.
     #[error("{0}; with no revision in the database, the policy file must load")]
     File(String),
@@ -292,8 +300,33 @@ impl Candidate {
         })
     }
 
-    /// Compiles every gate; refuses the candidate if any gate cannot load.
+    /// Refuses a component carrying a source section no `gate build` writes:
+    /// reviewers read the embedded source of what the server holds.
+    fn check_sources(&self) -> Result<(), ActivationError> {
+        for (digest, bytes) in &self.components {
+            crate::provenance::embedded(bytes).map_err(|err| ActivationError::Component {
+                digest: digest.clone(),
+                fault: format!("{err:#}"),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Who first stores a revision read from the host's file: that file.
+    pub fn file_origin(&self) -> String {
+        format!("host file {}", self.policy.path.display())
+    }
+
+    /// Holds the components in `store`, checked as [`Candidate::compile`] checks them.
+    pub async fn hold<S: Store>(&self, store: &S) -> Result<(), ActivationError> {
+        self.check_sources()?;
+        Ok(store.hold_components(&self.components).await?)
+    }
+
+    /// Compiles every gate; refuses the candidate if any gate cannot load or
+    /// any component's source section is malformed.
     pub fn compile(&self, runtime: &Runtime) -> Result<Chain, ActivationError> {
+        self.check_sources()?;
         let chain = runtime.load_with(&self.policy, |spec| self.component(spec));
         if let Some((gate, fault)) = chain.faults().first() {
             return Err(ActivationError::Gate {
@@ -348,12 +381,9 @@ pub async fn start<S: Store>(store: &S, policy: &Arc<ActivePolicy>) -> Result<()
             return Ok(());
         }
         let candidate = Candidate::from_file(&policy.file)?;
-        store.hold_components(&candidate.components).await?;
-        let origin = format!("host file {}", policy.file.display());
-        if let Some(seq) = store
-            .activate(&candidate.revision(&origin)?, "bootstrap", "host", "first start", true)
-            .await?
-        {
+        candidate.hold(store).await?;
+        let revision = candidate.revision(&candidate.file_origin())?;
+        if let Some(seq) = store.activate(&revision, "bootstrap", "host", "first start", true).await? {
             policy.adopt(seq);
             tracing::info!(revision = first.revision(), "policy file stored as the first revision");
             return Ok(());
@@ -578,6 +608,10 @@ pub fn parse_since(text: &str) -> Result<String, String> {
             .checked_sub(ago)
             .ok_or_else(|| format!("`since` reaches back too far: `{text}`"))
     })?;
+    // Timestamps are written from 1970 on; an earlier one cannot even be formatted.
+    if at < std::time::UNIX_EPOCH {
+        return Err(format!("`since` reaches back before 1970: `{text}`"));
+    }
     Ok(humantime::format_rfc3339_micros(at).to_string())
 }
 
@@ -623,5 +657,6 @@ mod tests {
         assert_eq!(parse_since("2026-12-04T10:00:00Z").unwrap(), "2026-12-04T10:00:00.000000Z");
         assert!(parse_since("2h").unwrap() < now());
         assert!(parse_since("yesterday").unwrap_err().contains("RFC 3339"));
+        assert!(parse_since("100y").unwrap_err().contains("before 1970"), "not a panic");
     }
 }

@@ -283,7 +283,7 @@ impl Policy {
                 return Err(format!("key `{at}.name`: gate `{}` appears twice", gate.name));
             }
             if let Some(digest) = &gate.sha256
-                && !(digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+                && !is_sha256(digest)
             {
                 return Err(format!(
                     "key `{at}.sha256`: `{digest}` is not a sha256, expected 64 lowercase hex digits"
@@ -316,6 +316,11 @@ impl Policy {
             gates,
         })
     }
+}
+
+/// Whether `text` is a sha256 as postgate writes them: 64 lowercase hex digits.
+pub fn is_sha256(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Whether `name` may name a gate: lowercase letters, digits and dashes, starting with a letter, at most 32.

@@ -324,7 +324,19 @@ fn with_credit_next(dir: &Path) -> Vec<crate::support::GateEntry> {
 fn uploads_are_checked_before_anything_changes() {
     each_backend(|server| {
         let credit = crate::support::digest(&gate("credit"));
+        // A second source section: no `gate build` writes that, and reviewers could not read it.
+        let doubled = postgate::provenance::embed(&std::fs::read(gate("credit")).unwrap(), b"{}");
+        let doubled_manifest = format!(
+            "version = 1\nname = \"x\"\n[[gate]]\nname = \"credit\"\nsha256 = \"{}\"\n",
+            sha256(&doubled)
+        );
+        let doubled_component = base64::engine::general_purpose::STANDARD.encode(&doubled);
         let cases: Vec<(Value, u16, &str)> = vec![
+            (
+                json!({"manifest": doubled_manifest, "components": [doubled_component]}),
+                422,
+                "two `postgate:source` sections",
+            ),
             (
                 json!({"manifest": "version = 1\nname = \"x\"\n[[gate]]\nname = \"credit\"\ncomponent = \"/etc/passwd\"\n"}),
                 422,
@@ -352,24 +364,23 @@ fn uploads_are_checked_before_anything_changes() {
             assert_eq!(got, status, "{body}: {problem}");
             assert!(problem["detail"].as_str().unwrap().contains(detail), "{body}: {problem}");
         }
-        // A component no gate pins is never held; the pinned ones are, once every gate loads.
+        // A component no gate pins is never held; a pinned one is, once every gate loads,
+        // even though strict mode refuses the policy.
         let stray = new_version(&gate("credit"), "stray");
+        let held = new_version(&gate("credit"), "held");
         let (status, refused) = upload(
             server,
-            &reference_manifest(&format!("\n[[gate]]\nname = \"credit\"\nsha256 = \"{credit}\"\n")),
-            &[&stray, &std::fs::read(gate("credit")).unwrap()],
+            &reference_manifest(&format!("\n[[gate]]\nname = \"credit\"\nsha256 = \"{}\"\n", sha256(&held))),
+            &[&stray, &held],
         );
         assert_eq!(status, 409, "{refused}");
-        assert_eq!(
+        let shown = |bytes: &[u8]| {
             server
-                .call("GET", &format!("/v1/gates/{}", sha256(&stray)), Some(&server.operator), None)
-                .0,
-            404
-        );
-        assert_eq!(
-            server.call("GET", &format!("/v1/gates/{credit}"), Some(&server.operator), None).0,
-            200
-        );
+                .call("GET", &format!("/v1/gates/{}", sha256(bytes)), Some(&server.operator), None)
+                .0
+        };
+        assert_eq!(shown(&stray), 404, "the stray component is not held");
+        assert_eq!(shown(&held), 200, "the refused policy's own component is held, for reviewers");
         let (_, customer) = crate::fixtures::workspace(server, "Not the operator");
         let (got, _, _) = server.call("PUT", "/v1/policy", Some(&customer), Some(json!({"manifest": ""})));
         assert_eq!(got, 403);

@@ -15,7 +15,7 @@ use crate::auth::Principal;
 use crate::engine::{Chain, GateInfo};
 use crate::lifecycle::{self, ActivationError, Candidate, DiffReport, MissingSignOff, RevisionGate};
 use crate::provenance::{self, Source};
-use crate::store::{Activation, SignOff, Store, StoreError};
+use crate::store::{Activation, SignOff, Store};
 
 /// The gate contract every gate implements, as reviewers read it.
 pub const GATE_WIT: &str = include_str!("../../../wit/gate.wit");
@@ -175,7 +175,7 @@ pub struct GateDetail {
     pub(crate) digest: String,
     /// Its size in bytes.
     pub(crate) size: usize,
-    /// The gate's description of itself.
+    /// Its name in the active chain; otherwise as it describes itself.
     pub(crate) name: String,
     /// Its version.
     pub(crate) version: String,
@@ -233,7 +233,7 @@ fn refused(err: ActivationError) -> Problem {
         ActivationError::Store(err) => Problem::internal(err),
         err @ ActivationError::File(_) => Problem::internal(err),
         ActivationError::UnknownRevision(id) => Problem::not_found("revision", &id),
-        err @ (ActivationError::Policy(_) | ActivationError::Gate { .. }) => Problem::new(
+        err @ (ActivationError::Policy(_) | ActivationError::Gate { .. } | ActivationError::Component { .. }) => Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "policy_invalid",
             "Policy refused",
@@ -264,13 +264,9 @@ async fn candidate<S: Store>(app: &App<S>, manifest: &str, components: &[String]
 #[utoipa::path(get, path = "/v1/policy", tag = "policy", responses((status = 200, body = ActivePolicyView), (status = "4XX", description = "a problem: see its `type` and `detail`", body = Problem, content_type = "application/problem+json")), security(("bearer" = [])))]
 pub async fn active<S: Store>(State(app): State<Arc<App<S>>>, Caller(caller): Caller) -> Result<Json<ActivePolicyView>, Problem> {
     readers_only(&caller)?;
-    let activation = app
-        .store
-        .activations(i64::MAX, 1)
+    let activation = lifecycle::active(&app.store)
         .await
         .map_err(Problem::internal)?
-        .into_iter()
-        .next()
         .ok_or_else(|| Problem::not_found("active policy revision", "(none: the policy file has broken gates)"))?;
     let revision = app
         .store
@@ -336,7 +332,7 @@ pub async fn upload<S: Store>(
     let chain = lifecycle::compile(&app.policy, Arc::clone(&candidate)).await.map_err(refused)?;
     // Every gate loads: hold the components, even if strict mode refuses
     // below, so that reviewers can read and sign off exactly these.
-    app.store.hold_components(&candidate.components).await.map_err(Problem::internal)?;
+    candidate.hold(&app.store).await.map_err(refused)?;
     let missing = lifecycle::missing_sign_offs(&app.store, &candidate, app.sign_offs_required)
         .await
         .map_err(Problem::internal)?;
@@ -465,7 +461,7 @@ pub async fn sign_off<S: Store>(
 
 /// Records `reviewer`'s sign-off of `digest`, checked.
 pub async fn record_sign_off<S: Store>(store: &S, reviewer: &str, digest: &str, text: &str) -> Result<(SignOff, bool), Problem> {
-    if !is_digest(digest) {
+    if !crate::policy::is_sha256(digest) {
         return Err(Problem::invalid(format!(
             "`{digest}` is not a sha256: expected 64 lowercase hex digits"
         )));
@@ -474,14 +470,10 @@ pub async fn record_sign_off<S: Store>(store: &S, reviewer: &str, digest: &str, 
     if text.is_empty() {
         return Err(Problem::invalid("`note` must say what was checked"));
     }
-    store.sign_off(digest, reviewer, text).await.map_err(|err| match err {
-        StoreError::NotFound => Problem::not_found("gate component", digest),
-        other => Problem::internal(other),
-    })
-}
-
-fn is_digest(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    store
+        .sign_off(digest, reviewer, text)
+        .await
+        .map_err(|err| Problem::from_store(err, "gate component", digest))
 }
 
 /// A gate by its name in the active chain, or any held component by its sha256:
@@ -503,29 +495,43 @@ pub async fn gate_detail<S: Store>(app: &App<S>, id: &str) -> Result<GateDetail,
     let active = chain.gates().into_iter().find(|gate| gate.name == id || gate.digest == id);
     let digest = match &active {
         Some(gate) => gate.digest.clone(),
-        None if is_digest(id) => id.to_owned(),
+        None if crate::policy::is_sha256(id) => id.to_owned(),
         None => return Err(Problem::not_found("gate", id)),
     };
-    let held = app
+    let mut held = app
         .store
         .components(std::slice::from_ref(&digest))
         .await
         .map_err(Problem::internal)?;
-    let bytes = held.get(&digest).ok_or_else(|| Problem::not_found("gate component", &digest))?;
-    let inspection = app
-        .policy
-        .runtime()
-        .inspect(bytes)
-        .map_err(|err| Problem::internal(format!("held component {digest}: {err}")))?;
-    let description = inspection.description.unwrap_or_else(|| crate::engine::Description {
-        name: String::new(),
-        version: String::new(),
-        summary: String::new(),
-    });
-    let source = provenance::embedded(bytes).map_err(|err| Problem::internal(format!("held component {digest}: {err}")))?;
+    let bytes = held.remove(&digest).ok_or_else(|| Problem::not_found("gate component", &digest))?;
+    // Uploads refuse a malformed section, so a held component's reads.
+    let source = provenance::embedded(&bytes).map_err(|err| Problem::internal(format!("held component {digest}: {err}")))?;
+    let size = bytes.len();
+    let description = match &active {
+        // The running chain described its gates when it loaded them.
+        Some(gate) => crate::engine::Description {
+            name: gate.name.clone(),
+            version: gate.version.clone(),
+            summary: gate.summary.clone(),
+        },
+        None => {
+            // Compiling (on a cache miss) takes milliseconds: not on the async workers.
+            let policy = Arc::clone(&app.policy);
+            tokio::task::spawn_blocking(move || policy.runtime().inspect(&bytes))
+                .await
+                .map_err(Problem::internal)?
+                .map_err(|err| Problem::internal(format!("held component {digest}: {err}")))?
+                .description
+                .unwrap_or_else(|| crate::engine::Description {
+                    name: String::new(),
+                    version: String::new(),
+                    summary: String::new(),
+                })
+        }
+    };
     Ok(GateDetail {
         source,
-        size: bytes.len(),
+        size,
         name: description.name,
         version: description.version,
         summary: description.summary,

@@ -219,16 +219,13 @@ async fn reload_on_sighup<S: Store>(store: S, active: Arc<ActivePolicy>) {
             }
         };
         let stored = async {
-            store.hold_components(&candidate.components).await?;
-            store
-                .activate(
-                    &candidate.revision("host file")?,
-                    "reload",
-                    "host (SIGHUP)",
-                    "policy file reloaded",
-                    false,
-                )
-                .await
+            candidate.hold(&store).await?;
+            let revision = candidate.revision(&candidate.file_origin())?;
+            Ok::<_, lifecycle::ActivationError>(
+                store
+                    .activate(&revision, "reload", "host (SIGHUP)", "policy file reloaded", false)
+                    .await?,
+            )
         };
         // Stored first, then swapped in at its activation, so that following the database agrees.
         match stored.await {

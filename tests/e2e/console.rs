@@ -168,8 +168,13 @@ fn a_customer_approves_a_draft_in_the_console_and_the_next_publication_is_allowe
             .await
             .unwrap();
         assert!(secret.starts_with("pgk_"), "{secret}");
-        client.refresh().await.unwrap();
-        assert!(!client.source().await.unwrap().contains(&secret), "the secret is shown once");
+        client.goto(&format!("{}/console/keys", server.base)).await.unwrap();
+        let listed = client.source().await.unwrap();
+        assert!(
+            listed.contains("from the console") && listed.contains(&secret[..8]),
+            "the key is listed by its prefix"
+        );
+        assert!(!listed.contains(&secret), "the secret is shown once");
         client.goto(&format!("{}/console/account", server.base)).await.unwrap();
         assert!(client.source().await.unwrap().contains("$6.00"), "the balance is shown");
     });

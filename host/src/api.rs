@@ -144,7 +144,7 @@ impl Caller {
         app.rate_limits
             .check(&record.id, per_minute)
             .map_err(|wait| Problem::rate_limited(per_minute, wait))?;
-        // The usage record, written after the answer, marks the key as used.
+        // The usage record, written once the handler has answered (and before the response is sent), marks the key as used.
         Ok(Self(Principal::ApiKey {
             id: record.id,
             workspace_id: record.workspace_id,
